@@ -1,0 +1,128 @@
+"""The one error hierarchy of odontoscan.
+
+Every bad input raises a subclass of :class:`OdontoscanError`. Each class knows the
+CLI exit status and the HTTP status it maps to, and a short machine-readable
+``code`` used in API error bodies (``{"error": {"code", "message"}}``).
+
+Messages say what was wrong with which input and what to do about it. They never
+contain patient data: readers refer to series by UID and slices by position or
+instance number, not by patient attributes.
+
+This module lives in ``datasets`` because that is the bottom layer that every other
+part (models, planning, serving, training) may import.
+"""
+
+from __future__ import annotations
+
+
+class OdontoscanError(Exception):
+    """Base class of every error odontoscan raises on purpose."""
+
+    code: str = "odontoscan_error"
+    exit_code: int = 2
+    http_status: int = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- input / ingest -------------------------------------------------------------------
+
+
+class ScanReadError(OdontoscanError):
+    """The input could not be read as a scan (missing, empty, not an image, corrupt)."""
+
+    code = "unreadable_scan"
+
+
+class UnsupportedFormatError(ScanReadError):
+    """The file is of a kind odontoscan does not read."""
+
+    code = "unsupported_format"
+    http_status = 415
+
+
+class TruncatedFileError(ScanReadError):
+    """A file ends before its declared content does."""
+
+    code = "truncated_file"
+
+
+class UnsupportedTransferSyntaxError(ScanReadError):
+    """DICOM pixel data is compressed with a codec that no installed plugin decodes."""
+
+    code = "unsupported_transfer_syntax"
+    http_status = 415
+
+
+class SeriesGeometryError(ScanReadError):
+    """Slices of a series cannot be stacked into a correct volume.
+
+    Raised for missing or duplicate slices, uneven spacing, gantry tilt and slices
+    without position or orientation: stacking them anyway would put anatomy and
+    measurements in the wrong place.
+    """
+
+    code = "invalid_series_geometry"
+
+
+class MixedSeriesError(ScanReadError):
+    """Images that claim to be one series disagree (size, orientation, modality)."""
+
+    code = "mixed_series"
+
+
+class SeriesNotFoundError(ScanReadError):
+    """The series asked for with ``--series`` is not in the input."""
+
+    code = "series_not_found"
+
+
+class DimensionError(ScanReadError):
+    """A 2D image was given where a 3D volume is required, or the reverse."""
+
+    code = "wrong_dimension"
+    http_status = 422
+
+
+class ArchiveError(ScanReadError):
+    """A zip archive is unsafe (paths outside its folder) or over the size limits."""
+
+    code = "unsafe_archive"
+
+
+class ArchiveTooLargeError(ArchiveError):
+    """A zip archive holds more bytes or files than the configured limit."""
+
+    code = "archive_too_large"
+    http_status = 413
+
+
+# --- configuration / usage ------------------------------------------------------------
+
+
+class ConfigError(OdontoscanError):
+    """A configuration file or option is invalid."""
+
+    code = "invalid_config"
+    http_status = 422
+
+
+__all__ = [
+    "OdontoscanError",
+    "ScanReadError",
+    "UnsupportedFormatError",
+    "TruncatedFileError",
+    "UnsupportedTransferSyntaxError",
+    "SeriesGeometryError",
+    "MixedSeriesError",
+    "SeriesNotFoundError",
+    "DimensionError",
+    "ArchiveError",
+    "ArchiveTooLargeError",
+    "ConfigError",
+]

@@ -1,0 +1,1 @@
+"""odontoscan.models."""
