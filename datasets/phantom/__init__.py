@@ -1,0 +1,1 @@
+"""Phantom lab: realistic synthetic dental CBCTs and radiographs with exact ground truth."""

@@ -1,0 +1,1 @@
+"""Public-dataset adapters: ToothFairy2, DENTEX, generic NIfTI pairs."""
