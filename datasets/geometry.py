@@ -108,6 +108,49 @@ def canonical_axes(direction: np.ndarray) -> tuple[tuple[int, ...], tuple[bool, 
     return tuple(axes), tuple(flips)
 
 
+def canonical_geometry(
+    shape: tuple[int, ...],
+    spacing: tuple[float, ...],
+    origin: tuple[float, ...],
+    direction: np.ndarray,
+) -> Geometry:
+    """Geometry of the canonical (closest RAS) version of a stored volume.
+
+    ``shape``, ``spacing``, ``origin`` and ``direction`` describe the stored array in
+    ITK index order (i, j, k). Needs no voxels, so readers can allocate the canonical
+    array first and fill it slice by slice through :func:`to_source`.
+    """
+    direction = np.asarray(direction, dtype=float).reshape(3, 3)
+    axes, flips = canonical_axes(direction)
+    new_direction = np.stack(
+        [direction[:, a] * (-1.0 if f else 1.0) for a, f in zip(axes, flips)], axis=1
+    )
+    # The canonical index-0 voxel is the stored voxel at the far end of each flipped axis.
+    corner = np.zeros(3)
+    for a, f in zip(axes, flips):
+        if f:
+            corner[a] = shape[a] - 1
+    new_origin = np.asarray(origin, dtype=float) + direction @ (corner * np.asarray(spacing))
+    return Geometry(
+        origin=tuple(float(v) for v in new_origin),
+        direction=new_direction,
+        source_shape=tuple(int(n) for n in shape),
+        source_spacing=tuple(float(s) for s in spacing),
+        source_origin=tuple(float(v) for v in origin),
+        source_direction=direction,
+        axes=axes,
+        flips=flips,
+    )
+
+
+def canonical_shape(geometry: Geometry) -> tuple[int, ...]:
+    return tuple(geometry.source_shape[a] for a in geometry.axes)
+
+
+def canonical_spacing(geometry: Geometry) -> tuple[float, ...]:
+    return tuple(geometry.source_spacing[a] for a in geometry.axes)
+
+
 def canonicalize(
     array: np.ndarray,
     spacing: tuple[float, ...],
@@ -116,40 +159,20 @@ def canonicalize(
 ) -> tuple[np.ndarray, tuple[float, ...], Geometry]:
     """Move a stored volume (ITK index order i, j, k) to canonical RAS orientation.
 
-    Returns the canonical array (a view where possible: the caller copies if it needs
-    contiguous memory), its spacing, and the Geometry that records both frames.
+    Returns the canonical array (a view: the caller copies if it needs contiguous
+    memory), its spacing, and the Geometry that records both frames.
     """
-    direction = np.asarray(direction, dtype=float).reshape(3, 3)
-    axes, flips = canonical_axes(direction)
-    out = np.transpose(array, axes)
-    slicer = tuple(slice(None, None, -1) if f else slice(None) for f in flips)
-    out = out[slicer]
-
-    new_spacing = tuple(float(spacing[a]) for a in axes)
-    new_direction = np.stack(
-        [direction[:, a] * (-1.0 if f else 1.0) for a, f in zip(axes, flips)], axis=1
-    )
-    # The canonical index-0 voxel is the stored voxel at the far end of each flipped axis.
-    corner = np.zeros(3)
-    for a, f in zip(axes, flips):
-        if f:
-            corner[a] = array.shape[a] - 1
-    new_origin = np.asarray(origin, dtype=float) + direction @ (corner * np.asarray(spacing))
-    geometry = Geometry(
-        origin=tuple(float(v) for v in new_origin),
-        direction=new_direction,
-        source_shape=tuple(int(n) for n in array.shape),
-        source_spacing=tuple(float(s) for s in spacing),
-        source_origin=tuple(float(v) for v in origin),
-        source_direction=direction,
-        axes=axes,
-        flips=flips,
-    )
-    return out, new_spacing, geometry
+    geometry = canonical_geometry(array.shape, spacing, origin, direction)
+    out = np.transpose(array, geometry.axes)
+    out = out[tuple(slice(None, None, -1) if f else slice(None) for f in geometry.flips)]
+    return out, canonical_spacing(geometry), geometry
 
 
 def to_source(array: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Undo :func:`canonicalize`: a canonical array back in the stored axis order."""
+    """Undo :func:`canonicalize`: a canonical array back in the stored axis order.
+
+    The result is a view, so writing into it fills the canonical array.
+    """
     slicer = tuple(slice(None, None, -1) if f else slice(None) for f in geometry.flips)
     unflipped = array[slicer]
     inverse = np.argsort(geometry.axes)

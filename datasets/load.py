@@ -19,7 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from odontoscan.datasets.errors import DimensionError, ScanReadError, UnsupportedFormatError
+from odontoscan.datasets.errors import (
+    DimensionError,
+    ScanReadError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+)
 from odontoscan.datasets.geometry import Geometry, canonicalize, orientation_code
 from odontoscan.datasets.readers import image2d, itk_volume
 from odontoscan.datasets.readers.archive import ArchiveLimits, extract_zip
@@ -30,6 +35,7 @@ from odontoscan.datasets.readers.dicom_series import (
     find_images,
     group_series,
     is_dicom_file,
+    is_image,
     is_volumetric,
     read_header,
 )
@@ -118,9 +124,14 @@ def _finish(
 
 def _load_folder(folder: Path, series_uid: str | None) -> Scan:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
-    images = find_images(files)
+    images, damaged = find_images(files)
     if images:
         return _load_dicom(images, series_uid)
+    if damaged:
+        raise TruncatedFileError(
+            f"The folder holds {damaged} DICOM file(s), none readable (truncated or "
+            "corrupt headers); copy or export the series again."
+        )
     volumes = [p for p in files if itk_volume.format_of(p)]
     # Phantom and dataset folders keep a label map beside the image: it is not the scan.
     volumes = [p for p in volumes if not p.name.lower().startswith("label")]
@@ -138,7 +149,14 @@ def _load_file(path: Path, series_uid: str | None) -> Scan:
     if path.stat().st_size == 0:
         raise ScanReadError(f"'{path.name}' is empty (0 bytes); check the upload or copy.")
     if is_dicom_file(path):
-        return _load_dicom([DicomImage(path, read_header(path))], series_uid)
+        header = read_header(path)
+        if not is_image(header):
+            raise ScanReadError(
+                f"'{path.name}' is a DICOM file without an image: a report, segmentation "
+                "or other non-image object, or a file truncated before its pixel data. "
+                "Pass the image series instead."
+            )
+        return _load_dicom([DicomImage(path, header)], series_uid)
     if itk_volume.format_of(path):
         return _load_itk(path)
     if image2d.format_of(path):
@@ -176,21 +194,20 @@ def _load_dicom(images: list[DicomImage], series_uid: str | None) -> Scan:
     header = series[0].header
     if is_volumetric(series):
         stacked = stack(series, uid)
-        xyz = stacked.voxels.transpose(2, 1, 0)
-        canon, spacing, geometry = canonicalize(xyz, stacked.spacing, stacked.origin, stacked.direction)
-        array = np.ascontiguousarray(canon)
-        slice_uids = stacked.sop_instance_uids
-        del stacked, xyz, canon
+        geometry = stacked.geometry
         fmt = "dicom-enhanced" if series[0].frames > 1 else "dicom-series"
         if fmt == "dicom-enhanced":
-            sop_uids = tuple(dict.fromkeys(slice_uids))
+            sop_uids = tuple(dict.fromkeys(stacked.sop_instance_uids))
         else:  # one UID per slice, in canonical slice order
             slice_axis = geometry.axes.index(2)
-            sop_uids = tuple(reversed(slice_uids)) if geometry.flips[slice_axis] else slice_uids
+            uids = stacked.sop_instance_uids
+            sop_uids = tuple(reversed(uids)) if geometry.flips[slice_axis] else uids
         meta = _dicom_meta(
             header, fmt, sop_uids, others, source_orientation=geometry.source_orientation
         )
-        return Scan(array=array, spacing=spacing, modality=Modality.CT, meta=meta, geometry=geometry)
+        return Scan(
+            array=stacked.array, spacing=stacked.spacing, modality=Modality.CT, meta=meta, geometry=geometry
+        )
 
     modality_text = str(getattr(header, "Modality", "") or "DX").upper()
     if modality_text == "CT" or "ImagePositionPatient" in header:

@@ -10,11 +10,10 @@ magnification when the file gives it).
 from __future__ import annotations
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from odontoscan.datasets.errors import DimensionError
-from odontoscan.datasets.readers.dicom_pixels import decode_pixels, rescale
+from odontoscan.datasets.readers.dicom_pixels import decode_pixels, read_dataset, rescale
 
 
 def to_grey(pixels: np.ndarray) -> np.ndarray:
@@ -43,7 +42,7 @@ def pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str]:
 
 def read_radiograph(path) -> tuple[np.ndarray, Dataset]:
     """Grey float32 pixels ``[row, column]`` of a 2D DICOM image and its header."""
-    ds = pydicom.dcmread(path)
+    ds = read_dataset(path)
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
         raise DimensionError(

@@ -72,7 +72,7 @@ def read_header(path: Path) -> Dataset:
         ) from exc
 
 
-def _is_image(header: Dataset) -> bool:
+def is_image(header: Dataset) -> bool:
     if str(getattr(header, "SOPClassUID", "")) == _DICOMDIR_CLASS:
         return False
     meta_class = getattr(getattr(header, "file_meta", None), "MediaStorageSOPClassUID", "")
@@ -83,17 +83,28 @@ def _is_image(header: Dataset) -> bool:
     return "Rows" in header and "Columns" in header
 
 
-def find_images(paths: list[Path]) -> list[DicomImage]:
-    """DICOM images among ``paths`` (non-DICOM and non-image objects are skipped)."""
-    images = []
+def find_images(paths: list[Path]) -> tuple[list[DicomImage], int]:
+    """DICOM images among ``paths`` and the number of DICOM files that could not be parsed.
+
+    Non-DICOM files and non-image objects are skipped. A damaged file is skipped too
+    (it may be a stray non-image object); if it was a slice of the chosen series, the
+    geometry check reports the gap it leaves.
+    """
+    images, damaged = [], 0
     for path in paths:
         if not is_dicom_file(path):
             continue
-        header = read_header(path)
-        if _is_image(header):
+        try:
+            header = read_header(path)
+        except ScanReadError:
+            damaged += 1
+            continue
+        if is_image(header):
             images.append(DicomImage(path, header))
+    if damaged:
+        log.warning("%d damaged DICOM file(s) skipped", damaged)
     log.debug("found %d DICOM images among %d files", len(images), len(paths))
-    return images
+    return images, damaged
 
 
 def _summary(uid: str, images: list[DicomImage]) -> SeriesSummary:

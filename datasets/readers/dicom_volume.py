@@ -14,11 +14,17 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from odontoscan.datasets.errors import MixedSeriesError, SeriesGeometryError
-from odontoscan.datasets.readers.dicom_pixels import check_decodable, decode_pixels, rescale
+from odontoscan.datasets.geometry import (
+    Geometry,
+    canonical_geometry,
+    canonical_shape,
+    canonical_spacing,
+    to_source,
+)
+from odontoscan.datasets.readers.dicom_pixels import check_decodable, decode_pixels, read_dataset, rescale
 from odontoscan.datasets.readers.dicom_series import DicomImage
 
 log = logging.getLogger(__name__)
@@ -46,13 +52,12 @@ class SliceRef:
 
 @dataclass
 class StackedVolume:
-    """Pixels in DICOM order ``[slice, row, column]`` plus the stored geometry."""
+    """A series stacked straight into canonical (RAS) orientation."""
 
-    voxels: np.ndarray  # float32 [k, j, i]
-    spacing: tuple[float, float, float]  # (i: along a row, j: down a column, k: slice)
-    origin: tuple[float, float, float]
-    direction: np.ndarray  # LPS columns for i, j, k
-    sop_instance_uids: tuple[str, ...]
+    array: np.ndarray  # float32, canonical [x, y, z]
+    spacing: tuple[float, float, float]  # canonical axis order, mm
+    geometry: Geometry
+    sop_instance_uids: tuple[str, ...]  # one per slice, in stored slice order (k)
 
 
 def _floats(value, n: int, what: str) -> np.ndarray:
@@ -300,17 +305,33 @@ def order_and_check(
 
 
 def stack(images: list[DicomImage], series_uid: str) -> StackedVolume:
-    """Read, check and stack the slices of one volumetric series."""
+    """Read, check and stack the slices of one volumetric series in canonical orientation.
+
+    The canonical array is allocated once and each decoded slice is written into it
+    through a stored-order view, so peak memory is about one float32 volume.
+    """
     refs, slice_spacing = order_and_check(images, slices_of(images), series_uid)
     rows, cols = int(images[0].header.Rows), int(images[0].header.Columns)
     for image in images:
         check_decodable(image.header)
-    voxels = np.empty((len(refs), rows, cols), dtype=np.float32)
+    row, col = refs[0].orientation[:3], refs[0].orientation[3:]
+    normal = np.cross(row, col)
+    normal /= np.linalg.norm(normal)
+    row_spacing, col_spacing = refs[0].pixel_spacing
+    geometry = canonical_geometry(
+        (cols, rows, len(refs)),
+        (col_spacing, row_spacing, slice_spacing),
+        tuple(float(v) for v in refs[0].position),
+        np.stack([row, col, normal], axis=1),
+    )
+    array = np.empty(canonical_shape(geometry), dtype=np.float32)
+    stored = to_source(array, geometry)  # writable view in (i, j, k) order
+
     by_image: dict[int, list[tuple[int, SliceRef]]] = {}
     for k, ref in enumerate(refs):
         by_image.setdefault(ref.image, []).append((k, ref))
     for index, entries in by_image.items():
-        ds = pydicom.dcmread(images[index].path)
+        ds = read_dataset(images[index].path)
         pixels = decode_pixels(ds)
         if pixels.ndim != (3 if images[index].frames > 1 else 2):
             raise MixedSeriesError(
@@ -318,17 +339,11 @@ def stack(images: list[DicomImage], series_uid: str) -> StackedVolume:
             )
         for k, ref in entries:
             frame = pixels if ref.frame is None else pixels[ref.frame]
-            voxels[k] = rescale(frame, ref.slope, ref.intercept)
+            stored[:, :, k] = rescale(frame, ref.slope, ref.intercept).T
         del pixels, ds
-
-    row, col = refs[0].orientation[:3], refs[0].orientation[3:]
-    normal = np.cross(row, col)
-    normal /= np.linalg.norm(normal)
-    row_spacing, col_spacing = refs[0].pixel_spacing
     return StackedVolume(
-        voxels=voxels,
-        spacing=(col_spacing, row_spacing, slice_spacing),
-        origin=tuple(float(v) for v in refs[0].position),
-        direction=np.stack([row, col, normal], axis=1),
+        array=array,
+        spacing=canonical_spacing(geometry),
+        geometry=geometry,
         sop_instance_uids=tuple(r.sop_instance_uid for r in refs),
     )

@@ -32,7 +32,11 @@ def _read_tiff(path: Path) -> np.ndarray:
                     f"'{path.name}' holds {len(tif.pages)} pages; odontoscan reads one "
                     "radiograph per TIFF file."
                 )
-            return tif.pages[0].asarray()
+            page = tif.pages[0]
+            pixels = page.asarray()
+            if pixels.ndim == 3 and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+                pixels = np.moveaxis(pixels, 0, -1)  # colour planes last
+            return pixels
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
         raise ScanReadError(
             f"'{path.name}' is not a readable TIFF image ({type(exc).__name__}); "

@@ -1,0 +1,1 @@
+"""Test-only builders of scans in many encodings (importable as ``helpers``)."""
