@@ -76,6 +76,8 @@ def info(
         console.print_json(json.dumps(description))
         return
     table = Table(title="Scan", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
     for key, value in description.items():
         if key == "other_series":
             continue
@@ -85,7 +87,7 @@ def info(
     if others:
         listing = Table(title="Other series in the input (not read; choose one with --series UID)")
         for column in ("series_instance_uid", "modality", "images", "frames", "rows", "columns"):
-            listing.add_column(column.replace("_", " "))
+            listing.add_column(column.replace("_", " "), overflow="fold")
         for other in others:
             listing.add_row(*(escape(str(other[c])) for c in ("series_instance_uid", "modality", "images", "frames", "rows", "columns")))
         console.print(listing)
