@@ -1,0 +1,92 @@
+"""Preprocessing shared by training and inference: resample to the model's spacing, normalise.
+
+One numpy implementation, used by ``odontoscan.training`` when it builds training
+samples and by the ONNX inference runtime, so a model sees the same arrays in both
+(a parity test keeps them equal). The settings travel with each exported model in
+its metadata (:class:`PreprocessConfig`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy import ndimage
+
+
+class IntensityWindow(BaseModel):
+    """Clip grey values to [lower, upper] and scale them to [0, 1]."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["window"] = "window"
+    lower: float
+    upper: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntensityWindow:
+        if not self.upper > self.lower:
+            raise ValueError(f"window upper ({self.upper}) must be above lower ({self.lower})")
+        return self
+
+
+class IntensityPercentiles(BaseModel):
+    """Clip to the image's own percentiles and scale to [0, 1] (radiographs of unknown gain)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["percentiles"] = "percentiles"
+    lower: float = Field(0.5, ge=0, lt=100)
+    upper: float = Field(99.5, gt=0, le=100)
+
+
+class PreprocessConfig(BaseModel):
+    """How a model wants its input: voxel size in mm (array axis order) and intensity scaling."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spacing_mm: tuple[float, ...] | None = None  # None: keep the scan's own spacing
+    intensity: IntensityWindow | IntensityPercentiles = Field(discriminator="kind")
+
+
+def resampled_shape(shape: tuple[int, ...], spacing: tuple[float, ...], target: tuple[float, ...]) -> tuple[int, ...]:
+    """Shape after resampling from ``spacing`` to ``target`` (at least one voxel per axis)."""
+    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target))
+
+
+def resample(
+    array: np.ndarray, spacing: tuple[float, ...], target: tuple[float, ...], *, order: int = 1
+) -> np.ndarray:
+    """Resample ``array`` from voxel size ``spacing`` to ``target`` (mm, same axis order).
+
+    ``order=1`` (linear) for images, ``order=0`` (nearest) for label maps. Voxel
+    centres are aligned at the array's first voxel and the field of view is kept.
+    """
+    if len(spacing) != array.ndim or len(target) != array.ndim:
+        raise ValueError("spacing and target must have one value per array axis")
+    shape = resampled_shape(array.shape, spacing, target)
+    if shape == array.shape and np.allclose(spacing, target):
+        return array
+    factors = [new / old for new, old in zip(shape, array.shape)]
+    return ndimage.zoom(array, factors, order=order, mode="nearest", grid_mode=True)
+
+
+def normalise(array: np.ndarray, intensity: IntensityWindow | IntensityPercentiles) -> np.ndarray:
+    """Scale grey values to [0, 1] as the model was trained (float32)."""
+    if isinstance(intensity, IntensityWindow):
+        lower, upper = intensity.lower, intensity.upper
+    else:
+        lower, upper = (float(v) for v in np.percentile(array, [intensity.lower, intensity.upper]))
+        if upper <= lower:
+            upper = lower + 1.0
+    out = np.clip(array, lower, upper).astype(np.float32, copy=False)
+    out = (out - np.float32(lower)) * np.float32(1.0 / (upper - lower))
+    return out
+
+
+def preprocess(array: np.ndarray, spacing: tuple[float, ...], config: PreprocessConfig) -> np.ndarray:
+    """Resample then normalise one image for a model (float32)."""
+    if config.spacing_mm is not None:
+        array = resample(array.astype(np.float32, copy=False), spacing, config.spacing_mm, order=1)
+    return normalise(array, config.intensity)

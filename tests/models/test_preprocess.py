@@ -1,0 +1,70 @@
+"""Shared preprocessing: resampling keeps the field of view and labels, normalisation scales to [0, 1]."""
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from odontoscan.models.preprocess import (
+    IntensityPercentiles,
+    IntensityWindow,
+    PreprocessConfig,
+    normalise,
+    preprocess,
+    resample,
+    resampled_shape,
+)
+
+
+def test_resampled_shape_keeps_the_field_of_view():
+    assert resampled_shape((400, 400, 300), (0.3, 0.3, 0.3), (0.6, 0.6, 0.6)) == (200, 200, 150)
+    assert resampled_shape((3,), (1.0,), (10.0,)) == (1,)
+
+
+def test_nearest_resampling_keeps_label_ids_and_positions():
+    labels = np.zeros((20, 20, 20), dtype=np.uint16)
+    labels[10:14, 2:6, 8:12] = 36
+    out = resample(labels, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), order=0)
+    assert out.shape == (10, 10, 10)
+    assert set(np.unique(out)) == {0, 36}
+    centre = np.argwhere(out == 36).mean(axis=0) * 1.0
+    assert centre == pytest.approx(np.array([11.5, 3.5, 9.5]) * 0.5, abs=0.6)
+
+
+def test_linear_resampling_of_a_ramp_stays_a_ramp():
+    ramp = np.tile(np.arange(16, dtype=np.float32), (8, 1))
+    out = resample(ramp, (1.0, 1.0), (1.0, 2.0))
+    assert out.shape == (8, 8)
+    assert np.all(np.diff(out[0]) > 0)
+
+
+def test_same_spacing_returns_the_input():
+    image = np.ones((4, 4))
+    assert resample(image, (1.0, 1.0), (1.0, 1.0)) is image
+
+
+def test_window_normalisation():
+    out = normalise(np.array([-2000.0, -1000.0, 1000.0, 5000.0]), IntensityWindow(lower=-1000, upper=3000))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [0.0, 0.0, 0.5, 1.0])
+
+
+def test_percentile_normalisation_is_gain_independent():
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(64, 64))
+    a = normalise(image, IntensityPercentiles())
+    b = normalise(image * 40 + 900, IntensityPercentiles())
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_config_validation_names_the_problem():
+    with pytest.raises(ValidationError, match="window upper"):
+        IntensityWindow(lower=10, upper=0)
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        PreprocessConfig.model_validate({"intensity": {"kind": "window", "lower": 0, "upper": 1}, "spcing_mm": [1]})
+
+
+def test_preprocess_resamples_then_normalises():
+    config = PreprocessConfig(spacing_mm=(0.6, 0.6, 0.6), intensity={"kind": "window", "lower": -1000, "upper": 3000})
+    out = preprocess(np.full((10, 10, 10), 1000.0), (0.3, 0.3, 0.3), config)
+    assert out.shape == (5, 5, 5)
+    np.testing.assert_allclose(out, 0.5)
