@@ -8,10 +8,7 @@ file" instead of a stack trace.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID
@@ -23,17 +20,6 @@ def _transfer_syntax(ds: Dataset) -> UID:
     meta = getattr(ds, "file_meta", None)
     uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
     return UID(uid or "1.2.840.10008.1.2.1")
-
-
-def read_dataset(path: Path) -> Dataset:
-    """The whole DICOM file, pixel data included, or TruncatedFileError if it is cut short."""
-    try:
-        return pydicom.dcmread(path)
-    except (EOFError, OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
-        raise TruncatedFileError(
-            "A DICOM file in the input ends before its declared content does (truncated "
-            "or corrupt); copy or export the series again."
-        ) from exc
 
 
 def check_decodable(ds: Dataset) -> None:

@@ -13,7 +13,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from odontoscan.datasets.errors import DimensionError
-from odontoscan.datasets.readers.dicom_pixels import decode_pixels, read_dataset, rescale
+from odontoscan.datasets.readers.dicom_pixels import decode_pixels, rescale
+from odontoscan.datasets.readers.dicom_series import read_dicom
 
 
 def to_grey(pixels: np.ndarray) -> np.ndarray:
@@ -42,7 +43,7 @@ def pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str]:
 
 def read_radiograph(path) -> tuple[np.ndarray, Dataset]:
     """Grey float32 pixels ``[row, column]`` of a 2D DICOM image and its header."""
-    ds = read_dataset(path)
+    ds = read_dicom(path, with_pixels=True)
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
         raise DimensionError(

@@ -56,10 +56,10 @@ def is_dicom_file(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def read_header(path: Path) -> Dataset:
-    """Header of a DICOM file without its pixel data, with clear errors."""
+def read_dicom(path: Path, *, with_pixels: bool = False) -> Dataset:
+    """A DICOM file's dataset (header only unless ``with_pixels``), with clear errors."""
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        return pydicom.dcmread(path, stop_before_pixels=not with_pixels)
     except InvalidDicomError as exc:
         raise ScanReadError(
             "A file in the input claims to be DICOM but its header is invalid; export "
@@ -67,9 +67,14 @@ def read_header(path: Path) -> Dataset:
         ) from exc
     except (EOFError, OSError, ValueError, KeyError, TypeError, OverflowError) as exc:
         raise TruncatedFileError(
-            "A DICOM file in the input ends in the middle of its header (truncated or "
-            "corrupt); copy or export the series again."
+            "A DICOM file in the input ends before its declared content does (truncated "
+            "or corrupt); copy or export the series again."
         ) from exc
+
+
+def read_header(path: Path) -> Dataset:
+    """Header of a DICOM file without its pixel data."""
+    return read_dicom(path)
 
 
 def is_image(header: Dataset) -> bool:

@@ -24,8 +24,8 @@ from odontoscan.datasets.geometry import (
     canonical_spacing,
     to_source,
 )
-from odontoscan.datasets.readers.dicom_pixels import check_decodable, decode_pixels, read_dataset, rescale
-from odontoscan.datasets.readers.dicom_series import DicomImage
+from odontoscan.datasets.readers.dicom_pixels import check_decodable, decode_pixels, rescale
+from odontoscan.datasets.readers.dicom_series import DicomImage, read_dicom
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ def stack(images: list[DicomImage], series_uid: str) -> StackedVolume:
     for k, ref in enumerate(refs):
         by_image.setdefault(ref.image, []).append((k, ref))
     for index, entries in by_image.items():
-        ds = read_dataset(images[index].path)
+        ds = read_dicom(images[index].path, with_pixels=True)
         pixels = decode_pixels(ds)
         if pixels.ndim != (3 if images[index].frames > 1 else 2):
             raise MixedSeriesError(
