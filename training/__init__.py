@@ -1,1 +1,1 @@
-"""odontoscan.training."""
+"""odontoscan.training: MONAI training, evaluation, ONNX export, MLflow tracking."""

@@ -1,0 +1,193 @@
+"""Training configuration: one YAML file per task, validated by pydantic.
+
+A config names the task (3D CBCT or 2D radiograph), where the data come from
+(phantom seeds, a ToothFairy2/DENTEX folder, NIfTI pairs), the label set and its
+mapping to the DESIGN.md ids, the network, preprocessing (shared with inference),
+patches, augmentation, optimiser, schedule and seed. Unknown keys are errors, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from odontoscan.datasets.errors import ConfigError
+from odontoscan.models.preprocess import PreprocessConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class SeedRange(_Strict):
+    """Phantom seeds ``start`` .. ``stop - 1``."""
+
+    start: int = Field(ge=0)
+    stop: int
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> SeedRange:
+        if self.stop <= self.start:
+            raise ValueError(f"stop ({self.stop}) must be greater than start ({self.start})")
+        return self
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.start, self.stop))
+
+
+class PhantomData(_Strict):
+    """Phantoms generated on the fly (cached on disk); train and val seeds must not overlap."""
+
+    source: Literal["phantom"] = "phantom"
+    train_seeds: SeedRange
+    val_seeds: SeedRange
+    size: Literal["small", "full"] = "small"
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> PhantomData:
+        overlap = set(self.train_seeds.seeds) & set(self.val_seeds.seeds)
+        if overlap:
+            raise ValueError(f"train and val seeds overlap ({min(overlap)}..{max(overlap)}); validation must use unseen phantoms")
+        return self
+
+
+class FolderData(_Strict):
+    """A dataset folder in a published layout; ``path`` may be given with ``--data`` instead."""
+
+    source: Literal["toothfairy2", "dentex", "nifti_pairs"]
+    path: Path | None = None
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    split_seed: int = 0
+
+
+DataConfig = Annotated[Union[PhantomData, FolderData], Field(discriminator="source")]
+
+
+class LabelConfig(_Strict):
+    """Model output channels and how source ids map onto them.
+
+    ``classes[c]`` is the DESIGN.md id predicted by channel ``c`` (``classes[0]`` must
+    be 0, background). ``merge`` maps source ids onto one of ``classes`` (e.g. pulp
+    111 -> tooth 11); source ids in neither become background.
+    """
+
+    classes: list[int]
+    merge: dict[int, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LabelConfig:
+        if not self.classes or self.classes[0] != 0:
+            raise ValueError("classes must start with 0 (background)")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must not repeat an id")
+        unknown = sorted(set(self.merge.values()) - set(self.classes))
+        if unknown:
+            raise ValueError(f"merge targets {unknown} are not in classes")
+        return self
+
+
+class NetworkConfig(_Strict):
+    """A MONAI network by name with its constructor arguments (spatial_dims, in/out channels are filled in)."""
+
+    name: Literal["UNet", "SegResNet", "DynUNet"]
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class AugmentConfig(_Strict):
+    rotate_deg: float = Field(10.0, ge=0, le=45)
+    scale: float = Field(0.1, ge=0, le=0.5)
+    intensity_shift: float = Field(0.05, ge=0, le=0.5)
+    noise_std: float = Field(0.02, ge=0, le=0.5)
+    flip_left_right: bool = False  # mirrors the image and swaps left/right label ids
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+
+
+class ScheduleConfig(_Strict):
+    name: Literal["cosine", "constant", "poly"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class TrainConfig(_Strict):
+    """Everything one training run needs; saved resolved with the run."""
+
+    task: Literal["cbct", "radiograph"]
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    data: DataConfig
+    labels: LabelConfig
+    preprocess: PreprocessConfig
+    network: NetworkConfig
+    patch_size: list[int]
+    batch_size: int = Field(2, ge=1)
+    samples_per_case: int = Field(2, ge=1)
+    epochs: int = Field(ge=1)
+    val_interval: int = Field(1, ge=1)
+    augmentation: AugmentConfig = Field(default_factory=AugmentConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    seed: int = 0
+    amp: Literal["auto", "on", "off"] = "auto"
+
+    @property
+    def spatial_dims(self) -> int:
+        return 3 if self.task == "cbct" else 2
+
+    @field_validator("patch_size")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(n < 8 for n in v):
+            raise ValueError("patch_size entries must be at least 8")
+        return v
+
+    @model_validator(mode="after")
+    def _dimensions_agree(self) -> TrainConfig:
+        if len(self.patch_size) != self.spatial_dims:
+            raise ValueError(f"patch_size needs {self.spatial_dims} values for task {self.task}")
+        spacing = self.preprocess.spacing_mm
+        if spacing is not None and len(spacing) != self.spatial_dims:
+            raise ValueError(f"preprocess.spacing_mm needs {self.spatial_dims} values for task {self.task}")
+        return self
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key (check the spelling; see configs/*.yaml for the allowed keys)")
+        elif item["type"] == "missing":
+            lines.append(f"{where}: required key is missing")
+        else:
+            lines.append(f"{where}: {item['msg']}")
+    return f"Invalid training config {source}:\n  " + "\n  ".join(lines)
+
+
+def parse_config(document: dict, source: str = "<dict>") -> TrainConfig:
+    """Validate a config mapping; ConfigError lists every problem with its key path."""
+    try:
+        return TrainConfig.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a YAML training config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Training config '{path}' does not exist; see configs/ for examples.")
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Training config '{path.name}' is not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"Training config '{path.name}' must be a mapping of keys to values.")
+    return parse_config(document, f"'{path.name}'")
