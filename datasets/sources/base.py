@@ -78,3 +78,22 @@ def manifest(refs: list[CaseRef], source: str) -> dict:
     body = {"source": source, "cases": cases}
     body["sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     return body
+
+
+class SplitDataset:
+    """Common part of the adapters: a sorted, split list of cases and its manifest.
+
+    Subclasses set ``source`` and fill ``self._refs`` (via :func:`split_cases`), and
+    implement ``load(ref) -> Case``.
+    """
+
+    source: str = "unknown"
+    _refs: list[CaseRef]
+
+    def cases(self, split: Split | None = None) -> list[CaseRef]:
+        """All cases, or those of ``split`` ("train" / "val"), sorted by case id."""
+        return [r for r in self._refs if split is None or r.split == split]
+
+    def manifest(self) -> dict:
+        """Cases with their split and the manifest's sha256 (logged with training runs)."""
+        return manifest(self._refs, self.source)
