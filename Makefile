@@ -1,5 +1,5 @@
 # Two entry points do all set-up on a fresh machine (see README.md):
-#   make demo   - create .venv, install odontoscan, analyse a sample scan
+#   make demo   - create .venv, install odontoscan, build a phantom study and read it back
 #   make test   - create .venv, install odontoscan, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(BIN)/odontoscan sample --out $(OUT)
-	$(BIN)/odontoscan info $(OUT)/dicom
+	$(BIN)/odontoscan phantom cbct --seed 0 --format dicom --out $(OUT)/cbct
+	$(BIN)/odontoscan info $(OUT)/cbct/dicom
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
 """Writing scans and label maps: DICOM CT series, DICOM radiographs, NIfTI/MHA volumes.
 
-Used by the phantom lab (issue: phantoms come out as proper CT series), the sample
-study, tests, and by outputs that go back into the source geometry.
+Used by the phantom lab (phantoms come out as proper CT series), tests, and outputs
+that go back into the source geometry of the scan they came from.
 """
 
 from __future__ import annotations

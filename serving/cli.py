@@ -93,18 +93,6 @@ def info(
         console.print(listing)
 
 
-@app.command()
-def sample(
-    out: Path = typer.Option(..., "--out", help="Folder to write the sample study into."),
-    seed: int = typer.Option(0, help="Random seed."),
-) -> None:
-    """Write a small synthetic CBCT study as a DICOM series (OUT/dicom) to try odontoscan on."""
-    from odontoscan.datasets.sample import write_sample_study
-
-    folder = write_sample_study(out, seed=seed)
-    console.print(f"wrote sample CBCT series to {escape(str(folder))}")
-
-
 def main() -> None:
     """Console-script entry point: run the app, turning odontoscan errors into exit 2."""
     try:
