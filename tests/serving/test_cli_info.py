@@ -52,7 +52,7 @@ def test_bad_input_exits_2_with_the_message_and_no_traceback(tmp_path):
 
 def test_version_and_help():
     assert odontoscan("--version").stdout.startswith("odontoscan ")
-    for command in ([], ["info"], ["sample"], ["phantom"], ["phantom", "cbct"], ["phantom", "pano"]):
+    for command in ([], ["info"], ["phantom"], ["phantom", "cbct"], ["phantom", "pano"]):
         result = odontoscan(*command, "--help")
         assert result.returncode == 0, (command, result.stderr)
         assert "Usage" in result.stdout
