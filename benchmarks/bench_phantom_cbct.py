@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from odontoscan.datasets.phantom.cbct import _write_dicom, generate_cbct
+from odontoscan.datasets.phantom.cbct import write_phantom_dicom, generate_cbct
 
 
 def _peak_rss_mb() -> float:
@@ -33,7 +33,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        _write_dicom(phantom, Path(tmp))
+        write_phantom_dicom(phantom, Path(tmp))
         written = time.perf_counter() - start
         files = len(list((Path(tmp) / "dicom").iterdir()))
     print(f"write DICOM series ({files} slices) + labels.nii.gz: {written:.1f} s, peak RSS {_peak_rss_mb():.0f} MB")

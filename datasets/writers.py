@@ -7,6 +7,10 @@ that go back into the source geometry of the scan they came from.
 from __future__ import annotations
 
 import datetime as _dt
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -211,6 +215,29 @@ def write_volume(
             image.SetDirection((-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0))  # RAS axes in LPS
     sitk.WriteImage(image, str(path), useCompression=True)
     return path
+
+
+@contextmanager
+def staged_output(out: str | Path) -> Iterator[Path]:
+    """Write outputs into a temporary folder, then move them into ``out`` at once.
+
+    Yields a fresh folder inside ``out`` (same file system, so moves are renames).
+    When the block succeeds, each entry of it replaces the same-named entry of
+    ``out``; when it raises, ``out`` is left as it was and the partial files are
+    removed. An interrupted run therefore never leaves half-written outputs.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".tmp-") as tmp:
+        staging = Path(tmp)
+        yield staging
+        for item in staging.iterdir():
+            target = out / item.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            item.rename(target)
 
 
 def now_stamp() -> str:

@@ -15,8 +15,6 @@ ToothFairy2 (nnU-Net raw) layout; :func:`write_toothfairy2_dataset` writes sever
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -34,7 +32,7 @@ from odontoscan.datasets.phantom.imaging import AIR, form_image
 from odontoscan.datasets.phantom.plan import draw_plan
 from odontoscan.datasets.phantom.teeth import paint_dentition
 from odontoscan.datasets.phantom.truth import Context, ground_truth
-from odontoscan.datasets.writers import DicomIdentity, deterministic_uid, write_ct_series, write_volume
+from odontoscan.datasets.writers import DicomIdentity, deterministic_uid, staged_output, write_ct_series, write_volume
 
 RAS_DIRECTION = np.diag([-1.0, -1.0, 1.0])  # LPS direction of the canonical axes
 HEAD_CENTRE = np.array([0.0, -30.0, 4.0])  # head-frame point placed at the field's centre
@@ -148,7 +146,7 @@ def _write_json(path: Path, findings: Findings) -> None:
     path.write_text(findings.model_dump_json(indent=2))
 
 
-def _write_dicom(phantom: CBCTPhantom, folder: Path) -> None:
+def write_phantom_dicom(phantom: CBCTPhantom, folder: Path) -> None:
     study, series, frame = uids(phantom.seed, phantom.size)
     identity = DicomIdentity(
         patient_name=f"Phantom^{phantom.seed}",
@@ -212,28 +210,14 @@ def _write_toothfairy2_case(phantom: CBCTPhantom, folder: Path, case_id: str) ->
     _write_json(folder / "ground_truth" / f"{case_id}.json", phantom.ground_truth)
 
 
-def _move_into_place(tmp: Path, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for item in tmp.iterdir():
-        target = out / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        shutil.move(str(item), str(target))
-
-
 def write_toothfairy2_dataset(seeds: Iterable[int], out: Path, size: str = "full") -> Path:
     """Write phantoms ``seeds`` as one ToothFairy2 dataset (cases numbered from 1)."""
     out = Path(out)
     seeds = list(seeds)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".tmp-") as tmp:
-        folder = Path(tmp)
+    with staged_output(out) as folder:
         for index, seed in enumerate(seeds, start=1):
             _write_toothfairy2_case(generate_cbct(seed, size), folder, toothfairy2_case_id(index))
         (folder / "dataset.json").write_text(toothfairy2_dataset_json(len(seeds)))
-        _move_into_place(folder, out)
     return out
 
 
@@ -251,12 +235,9 @@ def write_cbct_phantom(seed: int, out: Path, fmt: str = "dicom", size: str = "fu
     if fmt == "toothfairy2":
         return write_toothfairy2_dataset([seed], out, size)
     phantom = generate_cbct(seed, size)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".tmp-") as tmp:
-        folder = Path(tmp)
-        (_write_dicom if fmt == "dicom" else _write_nifti)(phantom, folder)
+    with staged_output(out) as folder:
+        (write_phantom_dicom if fmt == "dicom" else _write_nifti)(phantom, folder)
         _write_json(folder / "ground_truth.json", phantom.ground_truth)
-        _move_into_place(folder, out)
     return out
 
 
@@ -265,6 +246,7 @@ __all__ = [
     "generate_cbct",
     "write_cbct_phantom",
     "write_toothfairy2_dataset",
+    "write_phantom_dicom",
     "toothfairy2_labels",
     "toothfairy2_dataset_json",
 ]

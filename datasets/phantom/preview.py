@@ -22,7 +22,7 @@ def _grey(plane: np.ndarray) -> np.ndarray:
     return (np.clip((plane - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
-def _colours() -> np.ndarray:
+def label_colours() -> np.ndarray:
     rng = np.random.default_rng(7)
     table = rng.integers(60, 255, size=(256, 3)).astype(np.uint8)
     table[0] = 0
@@ -59,7 +59,7 @@ def render(image: np.ndarray, labels: np.ndarray, out_dir: Path, prefix: str = "
     index = tooth_slices(labels)
     grey_planes = planes(image, index)
     label_planes = planes(labels, index)
-    table = _colours()
+    table = label_colours()
     written = []
     for name, plane in grey_planes.items():
         grey = _grey(plane)
