@@ -23,6 +23,8 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(BIN)/odontoscan phantom cbct --seed 0 --format dicom --out $(OUT)/cbct
 	$(BIN)/odontoscan info $(OUT)/cbct/dicom
+	$(BIN)/odontoscan phantom pano --seed 0 --format dicom --out $(OUT)/pano
+	$(BIN)/odontoscan info $(OUT)/pano/pano.dcm
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -112,6 +112,29 @@ class ConfigError(OdontoscanError):
     http_status = 422
 
 
+# --- models ---------------------------------------------------------------------------
+
+
+class ModelError(OdontoscanError):
+    """A model directory, ONNX file or registry entry is missing, corrupt or inconsistent."""
+
+    code = "invalid_model"
+    http_status = 422
+
+
+class ModelFitError(ModelError):
+    """A model was asked to read a scan it was not trained for (modality, dimensions)."""
+
+    code = "model_does_not_fit"
+
+
+class ExportError(ModelError):
+    """An ONNX export failed its checks (parity with PyTorch); nothing was written."""
+
+    code = "export_failed"
+    http_status = 500
+
+
 __all__ = [
     "OdontoscanError",
     "ScanReadError",
@@ -125,4 +148,7 @@ __all__ = [
     "ArchiveError",
     "ArchiveTooLargeError",
     "ConfigError",
+    "ModelError",
+    "ModelFitError",
+    "ExportError",
 ]

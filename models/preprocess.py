@@ -56,16 +56,28 @@ def resampled_shape(shape: tuple[int, ...], spacing: tuple[float, ...], target: 
 
 
 def resample(
-    array: np.ndarray, spacing: tuple[float, ...], target: tuple[float, ...], *, order: int = 1
+    array: np.ndarray,
+    spacing: tuple[float, ...],
+    target: tuple[float, ...],
+    *,
+    order: int = 1,
+    shape: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Resample ``array`` from voxel size ``spacing`` to ``target`` (mm, same axis order).
 
     ``order=1`` (linear) for images, ``order=0`` (nearest) for label maps. Voxel
     centres are aligned at the array's first voxel and the field of view is kept.
+    ``shape`` forces the output shape (e.g. exactly the scan's shape when a label map
+    made at the model's spacing goes back to the scan's grid); by default it is
+    :func:`resampled_shape`.
     """
     if len(spacing) != array.ndim or len(target) != array.ndim:
         raise ValueError("spacing and target must have one value per array axis")
-    shape = resampled_shape(array.shape, spacing, target)
+    if shape is None:
+        shape = resampled_shape(array.shape, spacing, target)
+    elif len(shape) != array.ndim:
+        raise ValueError("shape must have one value per array axis")
+    shape = tuple(int(n) for n in shape)
     if shape == array.shape and np.allclose(spacing, target):
         return array
     factors = [new / old for new, old in zip(shape, array.shape)]
