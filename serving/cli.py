@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from odontoscan.datasets.errors import OdontoscanError
-from odontoscan.serving.commands import phantom
+from odontoscan.serving.commands import models, phantom
 
 app = typer.Typer(
     name="odontoscan",
@@ -30,6 +30,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(phantom.app, name="phantom")
+app.command()(models.export)
+app.command()(models.promote)
+app.command()(models.evaluate)
 
 console = Console()
 err_console = Console(stderr=True)

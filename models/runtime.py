@@ -1,0 +1,150 @@
+"""Run an exported model with ONNX Runtime: one patch, or a whole scan to a label map.
+
+Torch-free (numpy + onnxruntime). :class:`OnnxModel` loads a model directory (or a
+bare ``.onnx`` file with embedded metadata) once; :meth:`OnnxModel.segment` turns a
+scan array into a label map of DESIGN.md ids on the scan's own grid.
+
+Threads: one setting, ``threads`` argument, else ``$ODONTOSCAN_ORT_THREADS``, else
+the CPU cores this process may run on; intra-op threads use it, inter-op is 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from odontoscan.datasets.errors import ConfigError, ModelError
+from odontoscan.models.metadata import ModelMetadata, read_model_dir
+from odontoscan.models.preprocess import preprocess, resample
+from odontoscan.models.sliding_window import blend_slabs
+
+log = logging.getLogger(__name__)
+
+THREADS_ENV = "ODONTOSCAN_ORT_THREADS"
+Box = tuple[slice, ...]  # region of interest: one slice per array axis, in scan voxels
+
+
+def ort_threads(threads: int | None = None) -> int:
+    """The intra-op thread count: ``threads``, else $ODONTOSCAN_ORT_THREADS, else usable cores."""
+    if threads is None:
+        value = os.environ.get(THREADS_ENV)
+        if value:
+            try:
+                threads = int(value)
+            except ValueError:
+                raise ConfigError(f"{THREADS_ENV}={value!r} is not a whole number; set it to a thread count such as 2.") from None
+        else:
+            try:
+                threads = len(os.sched_getaffinity(0))
+            except AttributeError:  # not on Linux
+                threads = os.cpu_count() or 1
+    if threads < 1:
+        raise ConfigError(f"ONNX Runtime thread count must be at least 1, got {threads}.")
+    return threads
+
+
+class OnnxModel:
+    """An exported segmentation model loaded into an ONNX Runtime CPU session.
+
+    Args:
+        path: model directory (``model.onnx`` + ``model.json``) or an ``.onnx`` file.
+        threads: intra-op threads (see :func:`ort_threads`).
+        precision: "fp32" (``model.onnx``) or "int8" (``model.int8.onnx``).
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None, precision: Literal["fp32", "int8"] = "fp32") -> None:
+        import onnxruntime as ort
+
+        model_dir = read_model_dir(path, precision=precision)
+        self.path = model_dir.onnx_path
+        self.metadata: ModelMetadata = model_dir.metadata
+        self.threads = ort_threads(threads)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise ModelError(f"ONNX Runtime cannot load '{self.path.name}' ({type(exc).__name__}: {exc}).") from None
+        self.session_options = options
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.metadata.classes)
+
+    def predict_logits_patch(self, x: np.ndarray) -> np.ndarray:
+        """Logits ``[B, C, *spatial]`` for preprocessed input ``[B, 1, *spatial]`` or ``[*spatial]``.
+
+        Spatial sizes must be multiples of ``metadata.size_multiple``.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == self.metadata.spatial_dims:
+            x = x[None, None]
+        if x.ndim != self.metadata.spatial_dims + 2 or x.shape[1] != 1:
+            raise ValueError(f"input must be [B, 1, *spatial] with {self.metadata.spatial_dims} spatial axes, got {x.shape}")
+        multiple = self.metadata.size_multiple
+        if any(n % multiple for n in x.shape[2:]):
+            raise ValueError(f"spatial sizes {x.shape[2:]} must be multiples of {multiple} for this network")
+        m = self.metadata
+        return self.session.run([m.output_name], {m.input_name: np.ascontiguousarray(x)})[0]
+
+    def segment(
+        self,
+        array: np.ndarray,
+        spacing: tuple[float, ...],
+        *,
+        roi: Box | None = None,
+        overlap: float = 0.25,
+        batch_size: int = 2,
+    ) -> np.ndarray:
+        """Label map of DESIGN.md ids with exactly ``array.shape`` (uint8, or uint16 for ids > 255).
+
+        ``array`` is a scan in canonical index order with voxel size ``spacing`` (mm).
+        ``roi`` limits inference to a box of scan voxels (everything outside is
+        background), for coarse-to-fine use. Peak memory beyond the input and the
+        output label maps: the preprocessed image (float32), a label map at the model's
+        spacing and the blending buffers of :mod:`odontoscan.models.sliding_window`.
+        """
+        m = self.metadata
+        if array.ndim != m.spatial_dims or len(spacing) != array.ndim:
+            raise ModelError(f"Model '{m.name}' needs a {m.spatial_dims}D array with one spacing per axis, got {array.shape}.")
+        lut = np.asarray(m.classes, dtype=np.uint8 if max(m.classes) <= 255 else np.uint16)
+        out = np.zeros(array.shape, dtype=lut.dtype)
+        box = _clip_box(roi, array.shape) if roi is not None else tuple(slice(0, n) for n in array.shape)
+        region = array[box]
+        if region.size == 0:
+            return out
+        image = preprocess(region, tuple(spacing), m.preprocess)
+        labels = self._segment_preprocessed(image, lut, overlap=overlap, batch_size=batch_size)
+        del image
+        if m.preprocess.spacing_mm is not None:
+            labels = resample(labels, m.preprocess.spacing_mm, tuple(spacing), order=0, shape=region.shape)
+        out[box] = labels
+        return out
+
+    def _segment_preprocessed(self, image: np.ndarray, lut: np.ndarray, *, overlap: float, batch_size: int) -> np.ndarray:
+        """Sliding-window label map (DESIGN ids) of a preprocessed image, same shape."""
+        m = self.metadata
+        patch = [int(p) for p in m.patch_size]
+        shape = image.shape
+        padded_shape = tuple(max(n, p) for n, p in zip(shape, patch))
+        if padded_shape != shape:
+            image = np.pad(image, [(0, p - n) for n, p in zip(shape, padded_shape)], mode="constant")
+        labels = np.zeros(padded_shape, dtype=lut.dtype)
+        for start, stop, logits in blend_slabs(
+            image, self.predict_logits_patch, patch, num_classes=self.num_classes, overlap=overlap, batch_size=batch_size
+        ):
+            labels[..., start:stop] = lut[np.argmax(logits, axis=0)]
+        return labels[tuple(slice(0, n) for n in shape)]
+
+
+def _clip_box(roi: Box, shape: tuple[int, ...]) -> Box:
+    if len(roi) != len(shape):
+        raise ValueError(f"roi needs one slice per axis ({len(shape)}), got {len(roi)}")
+    return tuple(slice(*s.indices(n)[:2]) for s, n in zip(roi, shape))

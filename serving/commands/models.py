@@ -1,0 +1,94 @@
+"""``odontoscan export``, ``promote`` and ``evaluate``: ship, promote and score models.
+
+Typer command functions; the CLI registers them with ``app.command()(export)`` etc.
+Heavy imports (torch, mlflow, onnxruntime) happen inside each command so that
+``odontoscan --help`` stays fast. Library errors are OdontoscanError subclasses,
+which the CLI turns into exit status 2.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console()
+
+
+class Size(str, Enum):
+    small = "small"
+    full = "full"
+
+
+def export(
+    out: Path = typer.Option(..., "--out", help="Model directory to write (model.onnx, model.json, MODEL_CARD.md)."),
+    name: str = typer.Option(..., "--name", help="Model name, also the MLflow registered-model name (e.g. cbct-phantom)."),
+    version: str = typer.Option(..., "--version", help="Model version written into model.json (e.g. 0.1.0)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file written by training."),
+    run: Optional[str] = typer.Option(None, "--run", help="MLflow run id whose best checkpoint to export (instead of --checkpoint)."),
+    quantize: bool = typer.Option(False, "--quantize", help="Also write an int8 model when it agrees with fp32 (Dice >= 0.95)."),
+    register: bool = typer.Option(True, "--register/--no-register", help="Log and register the model in MLflow."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)."),
+) -> None:
+    """Export a trained checkpoint to ONNX, check parity with PyTorch, register it in MLflow."""
+    from odontoscan.datasets.errors import ConfigError
+    from odontoscan.training.export import export_model
+
+    if (checkpoint is None) == (run is None):
+        raise ConfigError("Give exactly one of --checkpoint FILE or --run RUN_ID.")
+    result = export_model(
+        checkpoint, out, name=name, version=version, run_id=run, tracking_uri=tracking_uri, quantize=quantize, register=register
+    )
+    p = result.parity
+    console.print(f"wrote {escape(result.metadata.model_key)} to {escape(str(result.out_dir))}")
+    console.print(f"parity with PyTorch: max |logit diff| {p.max_abs_diff:.2e}, argmax Dice agreement {p.dice_agreement:.4f}")
+    if result.int8 is not None:
+        console.print(f"int8: {'kept' if result.int8.kept else 'dropped'} ({escape(result.int8.reason)})")
+    if result.registered_version is not None:
+        console.print(f"registered as models:/{escape(name)}/{result.registered_version} (run {result.mlflow_run_id})")
+
+
+def promote(
+    name: str = typer.Argument(..., help="Registered model name."),
+    version: str = typer.Argument(..., help="Registered model version to promote."),
+    alias: str = typer.Option("champion", "--alias", help="Registry alias that serving follows (models:/NAME@alias)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)."),
+) -> None:
+    """Point a registry alias (default: champion) at a model version."""
+    from odontoscan.training.mlflow_models import promote as promote_version
+
+    promote_version(name, version, alias=alias, tracking_uri=tracking_uri)
+    console.print(f"models:/{escape(name)}@{escape(alias)} -> version {escape(version)}")
+
+
+def evaluate(
+    out: Path = typer.Option(..., "--out", help="Folder for report.json and report.md."),
+    model: str = typer.Option("cbct-phantom", "--model", help="Model directory, shipped model name or models:/NAME@alias."),
+    phantom_seeds: str = typer.Option("1000-1019", "--phantom-seeds", help="Held-out phantom seeds, e.g. 1000-1019 (never the training seeds)."),
+    size: Size = typer.Option(Size.small, "--size", help="Phantom size: small (fast) or full."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads (default: $ODONTOSCAN_ORT_THREADS or all usable cores)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI, for models:/ names."),
+) -> None:
+    """Score a model on held-out phantoms: per-class Dice and HD95 (mm)."""
+    from odontoscan.models.registry import resolve
+    from odontoscan.training.evaluate import evaluate_model, parse_seeds, phantom_cases
+
+    seeds = parse_seeds(phantom_seeds)
+    model_dir = resolve(model, tracking_uri=tracking_uri)
+    report = evaluate_model(
+        model_dir,
+        phantom_cases(seeds, size.value),
+        out,
+        data=f"CBCT phantoms seeds {phantom_seeds}, size {size.value}",
+        threads=threads,
+    )
+    groups = ", ".join(f"{g} {v:.3f}" for g, v in report.groups.items() if v is not None)
+    console.print(f"{escape(report.model)} on {len(report.cases)} phantoms: mean Dice {report.metrics.get('dice_mean', float('nan')):.3f} ({groups})")
+    console.print(f"wrote {escape(str(out / 'report.md'))}")
+
+
+__all__ = ["export", "promote", "evaluate"]

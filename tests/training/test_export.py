@@ -1,0 +1,133 @@
+"""ONNX export of a tiny untrained UNet: parity, dynamic axes, atomic failure, int8, MLflow registry."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from helpers.onnx_models import tiny_train_config
+
+from odontoscan.datasets.errors import ExportError, ModelError
+from odontoscan.models.metadata import read_model_dir
+from odontoscan.models.networks import build_network
+from odontoscan.models.registry import resolve
+from odontoscan.models.runtime import OnnxModel
+from odontoscan.training import export
+from odontoscan.training.checkpoint import Checkpoint, save_checkpoint
+from odontoscan.training.config import parse_config
+from odontoscan.training.export import export_model, promote
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    config = parse_config(tiny_train_config())
+    torch.manual_seed(0)
+    net = build_network("UNet", {"channels": [8, 16], "strides": [2]}, spatial_dims=3, in_channels=1, out_channels=9)
+    ckpt = Checkpoint(
+        config=config, model_state=net.state_dict(), epoch=3, best_metric=0.42, best_epoch=2, run_id=None,
+        metrics={"val_dice_teeth": 0.4},
+    )
+    return save_checkpoint(ckpt, tmp_path_factory.mktemp("ckpt") / "best.pt")
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    return export_model(checkpoint, tmp_path_factory.mktemp("export") / "model", name="tiny-cbct", version="0.0.1", register=False)
+
+
+def test_export_passes_parity_and_reports_the_figures(exported, caplog):
+    assert exported.parity.max_abs_diff <= 1e-3
+    assert exported.parity.dice_agreement >= 0.99
+    assert exported.parity.input_shape == [1, 1, 32, 32, 32]
+    meta = read_model_dir(exported.out_dir).metadata
+    assert meta.classes == [0, 1, 2, 3, 4, 11, 21, 31, 41] and meta.merge == {111: 11}
+    assert meta.size_multiple == 2 and meta.opset == export.OPSET
+    assert meta.training_data == "odontoscan phantoms seeds 0-3, size small — never a real scan"
+    assert meta.metrics == {"val_dice_teeth": 0.4, "val_mean_dice": 0.42}
+    card = (exported.out_dir / "MODEL_CARD.md").read_text()
+    assert "This model has never seen a real scan" in card and "max |logit diff|" in card
+
+
+def test_dynamic_spatial_axes_run_on_two_sizes(exported, checkpoint):
+    model = OnnxModel(exported.out_dir, threads=1)
+    net = export.network_from_checkpoint(export.load_checkpoint(checkpoint))
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 32, 32, 32), (2, 1, 24, 40, 16)]:
+        x = rng.random(shape, dtype=np.float32)
+        with torch.no_grad():
+            expected = net(torch.from_numpy(x)).numpy()
+        got = model.predict_logits_patch(x)
+        assert got.shape == (shape[0], 9, *shape[2:])
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+    with pytest.raises(ValueError, match="multiples of 2"):
+        model.predict_logits_patch(np.zeros((1, 1, 31, 32, 32), dtype=np.float32))
+
+
+def test_whole_scan_segmentation_returns_design_ids(exported):
+    from odontoscan.datasets.phantom.cbct import generate_cbct
+
+    phantom = generate_cbct(1001, "small")
+    labels = OnnxModel(exported.out_dir, threads=1).segment(phantom.image, phantom.spacing)
+    assert labels.shape == phantom.image.shape
+    assert set(np.unique(labels)) <= {0, 1, 2, 3, 4, 11, 21, 31, 41}
+
+
+def test_failing_parity_writes_nothing(checkpoint, tmp_path, monkeypatch):
+    original = export._export_onnx
+
+    def export_then_corrupt(net, patch_size):
+        data = original(net, patch_size)
+        with torch.no_grad():
+            next(net.parameters()).add_(1.0)  # PyTorch now disagrees with the exported graph
+        return data
+
+    monkeypatch.setattr(export, "_export_onnx", export_then_corrupt)
+    out = tmp_path / "model"
+    with pytest.raises(ExportError, match="does not reproduce PyTorch on phantom 1000: max \\|logit diff\\|"):
+        export_model(checkpoint, out, name="tiny-cbct", version="0.0.1", register=False)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_dir_that_is_not_a_model_is_refused(checkpoint, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(ModelError, match="exists and is not a model directory"):
+        export_model(checkpoint, tmp_path, name="tiny-cbct", version="0.0.1", register=False)
+    assert (tmp_path / "notes.txt").exists()
+
+
+@pytest.mark.slow
+def test_int8_is_kept_or_dropped_with_the_reason(checkpoint, tmp_path, monkeypatch, caplog):
+    with caplog.at_level(logging.WARNING, logger="odontoscan.training.export"):
+        result = export_model(checkpoint, tmp_path / "a", name="tiny-cbct", version="0.0.1", quantize=True, register=False)
+    assert result.int8 is not None and result.int8.reason
+    assert (tmp_path / "a" / "model.int8.onnx").exists() == result.int8.kept
+    if not result.int8.kept:
+        assert "int8 model dropped" in caplog.text
+    # with the bar at 0 the int8 model is kept and loadable
+    monkeypatch.setattr(export, "MIN_INT8_AGREEMENT", 0.0)
+    kept = export_model(checkpoint, tmp_path / "b", name="tiny-cbct", version="0.0.1", quantize=True, register=False)
+    assert kept.int8.kept and kept.metadata.int8.sha256
+    model = OnnxModel(tmp_path / "b", threads=1, precision="int8")
+    assert model.metadata.precision == "int8"
+    assert model.predict_logits_patch(np.zeros((1, 1, 32, 32, 32), dtype=np.float32)).shape == (1, 9, 32, 32, 32)
+    assert "int8 (static QDQ): kept" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_mlflow_registration_promote_and_resolve(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # local artifact store lands in tmp_path/mlartifacts
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    first = export_model(checkpoint, tmp_path / "v1", name="tiny-cbct", version="0.0.1", tracking_uri=uri)
+    second = export_model(checkpoint, tmp_path / "v2", name="tiny-cbct", version="0.0.2", tracking_uri=uri)
+    assert (first.registered_version, second.registered_version) == (1, 2)
+    promote("tiny-cbct", 1, tracking_uri=uri)
+    folder = resolve("models:/tiny-cbct@champion", tracking_uri=uri, cache_dir=tmp_path / "cache")
+    assert read_model_dir(folder).metadata.version == "0.0.1"
+    assert read_model_dir(folder).metadata.sha256 == first.metadata.sha256
+    assert read_model_dir(resolve("models:/tiny-cbct/2", tracking_uri=uri, cache_dir=tmp_path / "cache")).metadata.version == "0.0.2"
+    with pytest.raises(ModelError, match="Cannot set alias 'champion' of model 'tiny-cbct' to version 9"):
+        promote("tiny-cbct", 9, tracking_uri=uri)
+    with pytest.raises(ModelError, match="has no models:/tiny-cbct@staging"):
+        resolve("models:/tiny-cbct@staging", tracking_uri=uri, cache_dir=tmp_path / "cache")

@@ -1,0 +1,390 @@
+"""Export a trained checkpoint to an ONNX model directory, check it, register it in MLflow.
+
+``export_model`` rebuilds the network from the checkpoint's config, exports ONNX with
+dynamic batch and spatial axes (the TorchScript exporter, ``dynamo=False``, which
+still works in torch 2.13 and handles MONAI's networks with ``dynamic_axes``), and
+checks parity with PyTorch on a preprocessed phantom patch: max |logit difference|
+<= 1e-3 and argmax Dice agreement >= 0.99, else :class:`ExportError` and nothing is
+written. Optionally an int8 QDQ copy is kept when its argmax agrees with fp32
+(Dice >= 0.95). The directory (model.onnx, model.json, MODEL_CARD.md) is written to
+a temp dir and moved into place, then logged to MLflow and registered under ``name``.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import shutil
+import tempfile
+import warnings
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from odontoscan.datasets.errors import ConfigError, ExportError, ModelError
+from odontoscan.datasets.labels import label_names as all_label_names
+from odontoscan.models.metadata import (
+    CARD_FILE,
+    INT8_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    RADIOGRAPH_MODALITIES,
+    VOLUME_MODALITIES,
+    Int8Variant,
+    ModelMetadata,
+    write_model_dir,
+)
+from odontoscan.models.networks import build_network, downsampling_factor
+from odontoscan.models.preprocess import preprocess
+from odontoscan.training.checkpoint import Checkpoint, load_checkpoint
+from odontoscan.training.config import PhantomData, TrainConfig
+from odontoscan.training.evaluate import mean_dice_agreement
+from odontoscan.training.mlflow_models import download_checkpoint, log_and_register, promote
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+MAX_ABS_DIFF = 1e-3
+MIN_DICE_AGREEMENT = 0.99
+MIN_INT8_AGREEMENT = 0.95
+DEFAULT_PARITY_SEED = 1000
+
+
+class Parity(BaseModel):
+    """How closely one model reproduces another on the same input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_abs_diff: float
+    dice_agreement: float  # mean Dice of the two argmax maps over the labels present
+    input_shape: list[int]
+
+
+class Int8Outcome(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kept: bool
+    dice_agreement: float | None
+    reason: str
+
+
+class ExportResult(BaseModel):
+    """What one export produced."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    out_dir: Path
+    metadata: ModelMetadata
+    parity: Parity
+    int8: Int8Outcome | None = None
+    mlflow_run_id: str | None = None
+    registered_version: int | None = None
+
+
+# --- network and ONNX -------------------------------------------------------------------
+
+
+def network_from_checkpoint(checkpoint: Checkpoint) -> torch.nn.Module:
+    """The checkpoint's network with its weights, in eval mode (1 input channel)."""
+    cfg = checkpoint.config
+    net = build_network(
+        cfg.network.name, cfg.network.kwargs, spatial_dims=cfg.spatial_dims, in_channels=1, out_channels=len(cfg.labels.classes)
+    )
+    try:
+        net.load_state_dict(checkpoint.model_state)
+    except RuntimeError as exc:
+        raise ConfigError(f"Checkpoint weights do not fit network {cfg.network.name} of its config: {str(exc)[:300]}") from None
+    return net.eval()
+
+
+def _export_onnx(net: torch.nn.Module, patch_size: list[int]) -> bytes:
+    """ONNX bytes with dynamic batch and spatial axes (input "image", output "logits")."""
+    spatial = ["x", "y", "z"][: len(patch_size)] if len(patch_size) == 3 else ["rows", "columns"]
+    axes = {0: "batch", **{i + 2: name for i, name in enumerate(spatial)}}
+    dummy = torch.zeros(1, 1, *patch_size)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        torch.onnx.export(
+            net, (dummy,), buffer, dynamo=False, opset_version=OPSET,
+            input_names=["image"], output_names=["logits"], dynamic_axes={"image": axes, "logits": axes},
+        )
+    for item in caught:
+        log.debug("torch.onnx: %s", str(item.message).splitlines()[0])
+    return buffer.getvalue()
+
+
+def _session(onnx_bytes: bytes, threads: int | None = None):
+    import onnxruntime as ort
+
+    from odontoscan.models.runtime import ort_threads
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = ort_threads(threads)
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> Parity:
+    """Max |difference| of two logit arrays [B, C, ...] and the Dice agreement of their argmax."""
+    return Parity(
+        max_abs_diff=float(np.max(np.abs(reference - candidate))),
+        dice_agreement=mean_dice_agreement(np.argmax(reference, axis=1), np.argmax(candidate, axis=1)),
+        input_shape=list(reference.shape[:1]) + [1] + list(reference.shape[2:]),
+    )
+
+
+# --- phantom samples ----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _phantom(task: str, seed: int, size: str) -> tuple[np.ndarray, tuple[float, ...]]:
+    if task == "cbct":
+        from odontoscan.datasets.phantom.cbct import generate_cbct
+
+        phantom = generate_cbct(seed, size)
+    else:
+        from odontoscan.datasets.phantom.pano import generate_pano
+
+        phantom = generate_pano(seed, size)
+    return phantom.image, tuple(phantom.spacing)
+
+
+def phantom_patches(config: TrainConfig, seed: int, count: int = 1, size: str = "small") -> list[np.ndarray]:
+    """``count`` preprocessed ``[1, 1, *patch]`` patches of phantom ``seed``: the centre
+    first, then patches shifted around it (zero-padded where the image is smaller)."""
+    image, spacing = _phantom(config.task, seed, size)
+    volume = preprocess(image, spacing, config.preprocess)
+    patch = np.asarray(config.patch_size)
+    shape = np.asarray(volume.shape)
+    if np.any(shape < patch):
+        volume = np.pad(volume, [(0, int(max(p - n, 0))) for n, p in zip(shape, patch)])
+        shape = np.asarray(volume.shape)
+    rng = np.random.default_rng(seed)
+    patches = []
+    for index in range(count):
+        centre = shape // 2 if index == 0 else shape // 2 + rng.integers(-patch // 2, patch // 2 + 1)
+        start = np.clip(centre - patch // 2, 0, shape - patch)
+        box = tuple(slice(int(s), int(s + p)) for s, p in zip(start, patch))
+        patches.append(np.ascontiguousarray(volume[box], dtype=np.float32)[None, None])
+    return patches
+
+
+# --- metadata and card --------------------------------------------------------------------
+
+
+def _odontoscan_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("odontoscan")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def describe_training_data(config: TrainConfig) -> str:
+    """One line on what the model was trained on (says so plainly for phantoms)."""
+    data = config.data
+    if isinstance(data, PhantomData):
+        first, last = data.train_seeds.start, data.train_seeds.stop - 1
+        return f"odontoscan phantoms seeds {first}-{last}, size {data.size} — never a real scan"
+    return f"{data.source} dataset ({1 - data.val_fraction:.0%} of cases, split seed {data.split_seed})"
+
+
+def build_metadata(checkpoint: Checkpoint, *, name: str, version: str) -> ModelMetadata:
+    """Metadata of the model exported from ``checkpoint`` (sha256 filled in when written)."""
+    cfg = checkpoint.config
+    names = all_label_names(include_pulp=True)
+    metrics = dict(checkpoint.metrics)
+    if checkpoint.best_metric >= 0:
+        metrics.setdefault("val_mean_dice", float(checkpoint.best_metric))
+    return ModelMetadata(
+        name=name,
+        version=version,
+        task=cfg.task,
+        spatial_dims=cfg.spatial_dims,
+        modalities=list(VOLUME_MODALITIES if cfg.task == "cbct" else RADIOGRAPH_MODALITIES),
+        classes=list(cfg.labels.classes),
+        merge=dict(cfg.labels.merge),
+        label_names={k: names.get(k, f"label {k}") for k in cfg.labels.classes},
+        preprocess=cfg.preprocess,
+        patch_size=list(cfg.patch_size),
+        size_multiple=downsampling_factor(cfg.network.name, cfg.network.kwargs),
+        training_run_id=checkpoint.run_id,
+        training_data=describe_training_data(cfg),
+        metrics=metrics,
+        opset=OPSET,
+        created=date.today(),
+        odontoscan_version=_odontoscan_version(),
+    )
+
+
+def render_model_card(metadata: ModelMetadata, parity: Parity, int8: Int8Outcome | None, checkpoint: Checkpoint) -> str:
+    """MODEL_CARD.md: intended use, training data, held-out metrics, limits, reproduction."""
+    cfg = checkpoint.config
+    phantom = isinstance(cfg.data, PhantomData)
+    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(metadata.metrics.items())) or "| (none recorded) | |"
+    lines = [
+        f"# {metadata.name} {metadata.version}",
+        "",
+        "## Intended use",
+        f"Segmentation of dental {'CBCT volumes' if metadata.task == 'cbct' else 'radiographs'} "
+        f"({', '.join(metadata.modalities)}) into {len(metadata.classes) - 1} structures (DESIGN.md label ids), "
+        "as input to odontoscan's findings extraction. Research and engineering use; not a medical device, "
+        "and not a substitute for a clinician reading the scan.",
+        "",
+        "## Training data",
+        metadata.training_data + ".",
+    ]
+    if phantom:
+        lines.append(
+            "**This model has never seen a real scan.** It was trained only on odontoscan's synthetic phantoms; "
+            "expect it to fail on patient data until it is retrained on a public dataset such as ToothFairy2."
+        )
+    lines += [
+        "",
+        "## Held-out metrics",
+        "| Metric | Value |",
+        "|---|---|",
+        metrics,
+        "",
+        "## Export checks",
+        f"- ONNX opset {metadata.opset}, dynamic batch and spatial axes (sizes multiples of {metadata.size_multiple}).",
+        f"- Parity with PyTorch on a phantom patch {parity.input_shape}: max |logit diff| {parity.max_abs_diff:.2e}, "
+        f"argmax Dice agreement {parity.dice_agreement:.4f}.",
+    ]
+    if int8 is not None:
+        lines.append(f"- int8 (static QDQ): {'kept as ' + INT8_FILE if int8.kept else 'dropped'} — {int8.reason}.")
+    lines += [
+        "",
+        "## Limits",
+        f"- Input: {metadata.spatial_dims}D, resampled to {metadata.preprocess.spacing_mm or 'its own'} mm spacing; "
+        f"windows of {metadata.patch_size} voxels.",
+        "- Classes outside the label list are never predicted; rare structures (canals, third molars) are the least reliable.",
+        "- Metrics above come from held-out phantoms or the validation split, not from a clinical study.",
+        "",
+        "## How to reproduce",
+        f"1. Train with the config `{cfg.name}` (saved in the MLflow run {metadata.training_run_id or '(no run recorded)'}; seed {cfg.seed}).",
+        f"2. `odontoscan export --checkpoint CHECKPOINT --name {metadata.name} --version {metadata.version} --out DIR`",
+        f"3. `odontoscan evaluate --model DIR --phantom-seeds 1000-1019 --size small --out REPORT_DIR`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def export_model(
+    checkpoint: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    name: str,
+    version: str,
+    run_id: str | None = None,
+    tracking_uri: str | None = None,
+    quantize: bool = False,
+    register: bool = True,
+    parity_seed: int = DEFAULT_PARITY_SEED,
+) -> ExportResult:
+    """Export ``checkpoint`` (a file, or the best checkpoint of MLflow run ``run_id``) to ``out_dir``.
+
+    Raises ExportError (nothing written) when parity with PyTorch fails. With
+    ``register`` the model is logged to MLflow (in the checkpoint's run when the
+    tracking server has it, else a new run) and registered as ``name``.
+    """
+    if out_dir is None:
+        raise ConfigError("export needs an output directory (--out DIR).")
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
+    with tempfile.TemporaryDirectory(prefix="odontoscan-ckpt-") as download:
+        if checkpoint is None:
+            if run_id is None:
+                raise ConfigError("export needs --checkpoint FILE or --run RUN_ID.")
+            checkpoint = download_checkpoint(run_id, tracking_uri, Path(download))
+        ckpt = load_checkpoint(checkpoint)
+    if run_id is not None and ckpt.run_id is None:
+        ckpt.run_id = run_id
+    cfg = ckpt.config
+    net = network_from_checkpoint(ckpt)
+    metadata = build_metadata(ckpt, name=name, version=version)
+    onnx_bytes = _export_onnx(net, cfg.patch_size)
+
+    sample = phantom_patches(cfg, parity_seed)[0]
+    with torch.no_grad():
+        reference = net(torch.from_numpy(sample)).numpy()
+    session = _session(onnx_bytes)
+    parity = compare(reference, session.run(None, {"image": sample})[0])
+    log.info("parity with PyTorch: max |diff| %.2e, argmax Dice agreement %.4f", parity.max_abs_diff, parity.dice_agreement)
+    if not (parity.max_abs_diff <= MAX_ABS_DIFF and parity.dice_agreement >= MIN_DICE_AGREEMENT):
+        raise ExportError(
+            f"ONNX export of '{name}' does not reproduce PyTorch on phantom {parity_seed}: max |logit diff| "
+            f"{parity.max_abs_diff:.2e} (limit {MAX_ABS_DIFF:g}), argmax Dice agreement {parity.dice_agreement:.4f} "
+            f"(limit {MIN_DICE_AGREEMENT}); nothing was written. Report this with the network config."
+        )
+
+    int8_bytes, int8 = (None, None)
+    if quantize:
+        int8_bytes, int8 = _try_int8(onnx_bytes, cfg, parity_seed)
+        if int8_bytes is not None:
+            variant = Int8Variant(
+                dice_agreement=int8.dice_agreement or 0.0,
+                calibration=f"{_CALIBRATION_PATCHES} patches of phantoms {parity_seed + 1}-{parity_seed + 2}",
+            )
+            metadata = metadata.model_copy(update={"int8": variant})
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    staging.chmod(0o755)  # mkdtemp makes it private; the model directory is not
+    try:
+        metadata = write_model_dir(onnx_bytes, metadata, staging, int8_model=int8_bytes)
+        (staging / CARD_FILE).write_text(render_model_card(metadata, parity, int8, ckpt))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result = ExportResult(out_dir=out_dir, metadata=metadata, parity=parity, int8=int8)
+    if register:
+        result.mlflow_run_id, result.registered_version = log_and_register(out_dir, metadata, run_id=ckpt.run_id, tracking_uri=tracking_uri)
+    return result
+
+
+_CALIBRATION_PATCHES = 8
+
+
+def _try_int8(onnx_bytes: bytes, cfg: TrainConfig, parity_seed: int) -> tuple[bytes | None, Int8Outcome]:
+    """Quantise; keep only if the argmax agrees with fp32 on held-out patches."""
+    from odontoscan.training.quantize import quantize_int8
+
+    half = _CALIBRATION_PATCHES // 2
+    calibration = phantom_patches(cfg, parity_seed + 1, half) + phantom_patches(cfg, parity_seed + 2, half)
+    try:
+        int8_bytes = quantize_int8(onnx_bytes, "image", calibration)
+    except Exception as exc:  # onnxruntime.quantization raises many types
+        outcome = Int8Outcome(kept=False, dice_agreement=None, reason=f"quantisation failed ({type(exc).__name__}: {str(exc)[:200]})")
+        log.warning("int8 model dropped: %s", outcome.reason)
+        return None, outcome
+    held_out = np.concatenate(phantom_patches(cfg, parity_seed, 2))
+    fp32 = _session(onnx_bytes).run(None, {"image": held_out})[0]
+    quant = _session(int8_bytes).run(None, {"image": held_out})[0]
+    agreement = compare(fp32, quant).dice_agreement
+    if agreement >= MIN_INT8_AGREEMENT:
+        return int8_bytes, Int8Outcome(kept=True, dice_agreement=agreement, reason=f"argmax Dice agreement with fp32 {agreement:.4f} >= {MIN_INT8_AGREEMENT}")
+    outcome = Int8Outcome(kept=False, dice_agreement=agreement, reason=f"argmax Dice agreement with fp32 {agreement:.4f} < {MIN_INT8_AGREEMENT}")
+    log.warning("int8 model dropped: %s", outcome.reason)
+    return None, outcome
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse to replace a non-empty directory that is not a model directory."""
+    if out_dir.is_file() or (out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / METADATA_FILE).is_file()):
+        raise ModelError(f"Output '{out_dir}' exists and is not a model directory; choose a new or empty --out.")
+
+
+__all__ = ["ExportResult", "Int8Outcome", "Parity", "export_model", "promote", "network_from_checkpoint", "phantom_patches"]
