@@ -90,7 +90,7 @@ def _from_mlflow(uri: str, *, tracking_uri: str | None, cache_dir: str | Path | 
             "(pip install 'odontoscan[train]') or pass a model directory."
         ) from None
     if tracking_uri is None:
-        from odontoscan.training.tracking import tracking_uri as default_uri  # import-light, no torch
+        from odontoscan.models.tracking import tracking_uri as default_uri  # import-light, no torch
 
         tracking_uri = default_uri()
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)

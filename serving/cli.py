@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from odontoscan.datasets.errors import OdontoscanError
-from odontoscan.serving.commands import models, phantom
+from odontoscan.serving.commands import models, phantom, train
 
 app = typer.Typer(
     name="odontoscan",
@@ -29,10 +29,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(phantom.app, name="phantom")
-app.command()(models.export)
-app.command()(models.promote)
-app.command()(models.evaluate)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -94,6 +90,13 @@ def info(
         for other in others:
             listing.add_row(*(escape(str(other[c])) for c in ("series_instance_uid", "modality", "images", "frames", "rows", "columns")))
         console.print(listing)
+
+
+app.command()(train.train)
+app.command()(models.export)
+app.command()(models.promote)
+app.command()(models.evaluate)
+app.add_typer(phantom.app, name="phantom")
 
 
 def main() -> None:

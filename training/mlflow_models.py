@@ -16,7 +16,7 @@ from pathlib import Path
 
 from odontoscan.datasets.errors import ConfigError, ModelError
 from odontoscan.models.metadata import CARD_FILE, METADATA_FILE, MODEL_FILE, ModelMetadata
-from odontoscan.training.tracking import EXPERIMENT, artifact_location, tracking_uri as resolve_uri
+from odontoscan.models.tracking import EXPERIMENT, artifact_location, tracking_uri as resolve_uri
 
 log = logging.getLogger(__name__)
 

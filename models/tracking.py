@@ -1,4 +1,6 @@
-"""Where MLflow runs and registered models live.
+"""Where MLflow runs and registered models live (training logs there, serving reads models from there).
+
+Import-light (no mlflow import): the registry uses it to resolve ``models:/`` URIs.
 
 By default a local sqlite store in the current folder (``sqlite:///mlflow.db``, with
 artifacts in ``./mlartifacts``): no server needed. ``--tracking-uri`` (or
