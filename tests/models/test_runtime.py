@@ -1,8 +1,6 @@
 """ONNX inference runtime: threads, Gaussian blending, bounded memory, label ids back on the scan grid."""
 
 import os
-import subprocess
-import sys
 import tracemalloc
 
 import numpy as np
@@ -103,15 +101,3 @@ def test_memory_stays_bounded_on_a_large_volume(tmp_path):
     # ring buffer (33 x 96 x 96 x 16 x 4 = 19 MB), one finalised chunk and the float32
     # image (and its normalisation temporary), instead of 302 MB of whole-volume logits
     assert peak < 0.25 * whole_volume_logits, f"peak {peak / 1e6:.0f} MB"
-
-
-def test_inference_modules_do_not_import_torch_monai_or_mlflow():
-    code = (
-        "import sys\n"
-        "import odontoscan.models.metadata, odontoscan.models.runtime, odontoscan.models.registry\n"
-        "import odontoscan.models.sliding_window, odontoscan.training.evaluate, odontoscan.serving.commands.models\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'monai', 'mlflow'))\n"
-        "print(','.join(heavy))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == ""
