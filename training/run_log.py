@@ -28,10 +28,14 @@ CHECKPOINTS = "checkpoints"
 
 def _client(uri: str):
     import mlflow
-    from mlflow.telemetry import client as telemetry
 
     if os.environ.get("MLFLOW_DISABLE_TELEMETRY", "").lower() != "false":
-        telemetry._set_telemetry_client(None)  # no usage pings from a training job
+        try:  # no usage pings from a training job (a private hook: tolerate its absence)
+            from mlflow.telemetry import client as telemetry
+
+            telemetry._set_telemetry_client(None)
+        except (ImportError, AttributeError):
+            log.debug("MLflow telemetry hook not found; relying on MLFLOW_DISABLE_TELEMETRY")
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
