@@ -13,6 +13,7 @@ Dispatch by what the input is:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -108,18 +109,7 @@ def _finish(
         changes["spacing"] = tuple(float(s) for s in pair)
         changes["pixel_spacing_known"] = True
         changes["meta"] = scan.meta.model_copy(update={"pixel_spacing_source": "given"})
-    if not changes:
-        return scan
-    fields = dict(
-        array=scan.array,
-        spacing=scan.spacing,
-        modality=scan.modality,
-        meta=scan.meta,
-        geometry=scan.geometry,
-        pixel_spacing_known=scan.pixel_spacing_known,
-    )
-    fields.update(changes)
-    return Scan(**fields)
+    return dataclasses.replace(scan, **changes) if changes else scan
 
 
 def _load_folder(folder: Path, series_uid: str | None) -> Scan:
