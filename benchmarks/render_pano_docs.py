@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from odontoscan.datasets.phantom.dentex import to_8bit
 from odontoscan.datasets.phantom.pano import generate_pano
-from odontoscan.datasets.phantom.preview import label_colours
+from odontoscan.datasets.labels import label_colours
 
 
 def main() -> None:

@@ -135,6 +135,16 @@ class ExportError(ModelError):
     http_status = 500
 
 
+# --- outputs ---------------------------------------------------------------------------
+
+
+class OutputError(OdontoscanError):
+    """An output (DICOM SEG/SR, report) could not be built from what the analysis found."""
+
+    code = "output_failed"
+    http_status = 500
+
+
 __all__ = [
     "OdontoscanError",
     "ScanReadError",
@@ -151,4 +161,5 @@ __all__ = [
     "ModelError",
     "ModelFitError",
     "ExportError",
+    "OutputError",
 ]

@@ -52,6 +52,7 @@ class Severity(str, Enum):
 
 class Unit(str, Enum):
     MM = "mm"
+    MM2 = "mm2"  # areas on radiographs with known pixel spacing
     MM3 = "mm3"
     PX = "px"  # radiograph with unknown pixel spacing
     PX2 = "px2"

@@ -69,6 +69,11 @@ class Geometry:
         idx = np.asarray(index, dtype=float)
         return np.asarray(self.origin) + (idx * np.asarray(spacing)) @ self.direction.T
 
+    def lps_to_mm(self, lps: np.ndarray) -> np.ndarray:
+        """Canonical grid mm (index * spacing) of LPS positions (shape (..., ndim)); the
+        inverse of :meth:`index_to_lps` up to the spacing (directions are orthonormal)."""
+        return (np.asarray(lps, dtype=float) - np.asarray(self.origin)) @ self.direction
+
 
 def orientation_code(direction: np.ndarray) -> str:
     """Axis codes ("LPS", "RAS", "LPI", ...) saying where each array axis points.

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from enum import Enum, IntEnum
 
+import numpy as np
+
 # FDI: quadrant 1 upper right, 2 upper left, 3 lower left, 4 lower right;
 # position 1 central incisor ... 8 third molar.
 QUADRANT_NAMES = {1: "Upper Right", 2: "Upper Left", 3: "Lower Left", 4: "Lower Right"}
@@ -127,3 +129,12 @@ FINDING_IDS: tuple[int, ...] = (
     Label.RESTORATION,
     Label.ROOT_CANAL_FILLING,
 )
+
+
+def label_colours() -> np.ndarray:
+    """Display colours: RGB uint8 ``table[id % 256]`` (background black), the same in every
+    picture odontoscan draws (previews, overlays, documentation)."""
+    rng = np.random.default_rng(7)
+    table = rng.integers(60, 255, size=(256, 3)).astype(np.uint8)
+    table[0] = 0
+    return table

@@ -71,6 +71,17 @@ class DentalArch:
         t = self._interp(np.gradient(self.points, axis=0), s)
         return t / np.linalg.norm(t, axis=-1, keepdims=True)
 
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Arc length (mm) of the curve point nearest to each of ``points`` ((N, 3) or (3,)),
+        measured in the occlusal plane (height above the plane does not matter)."""
+        pts = np.asarray(points, dtype=float)
+        flat = pts.reshape(-1, 3)
+        flat = flat - (flat @ self.normal)[:, None] * self.normal
+        curve = self.points - (self.points @ self.normal)[:, None] * self.normal
+        nearest = np.argmin(((flat[:, None, :] - curve[None, :, :]) ** 2).sum(-1), axis=1)
+        out = nearest * self.step_mm
+        return out.reshape(pts.shape[:-1]) if pts.ndim > 1 else float(out[0])
+
     def buccal(self, s: np.ndarray | float) -> np.ndarray:
         """Unit in-plane normal(s) (..., 3) pointing outwards (towards lips and cheeks)."""
         b = np.cross(self.tangent(s), self.normal)

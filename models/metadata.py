@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from odontoscan.datasets.errors import ModelError, ModelFitError
+from odontoscan.datasets.labels import PULP_OFFSET
 from odontoscan.models.preprocess import PreprocessConfig
+from odontoscan.models.teeth import LEFT_SIDE_TEETH, RIGHT_SIDE_TEETH, left_twin
 
 if TYPE_CHECKING:
     from odontoscan.datasets.scan import Scan
@@ -71,6 +73,7 @@ class ModelMetadata(BaseModel):
     modalities: list[str] = Field(min_length=1)
     classes: list[int]
     merge: dict[int, int] = Field(default_factory=dict)
+    tooth_sides: Literal["fdi", "midline"] = "fdi"  # "midline": see odontoscan.models.teeth
     label_names: dict[int, str]
     preprocess: PreprocessConfig
     patch_size: list[int]
@@ -98,10 +101,35 @@ class ModelMetadata(BaseModel):
             raise ValueError(f"patch_size {self.patch_size} entries must be multiples of size_multiple {self.size_multiple}")
         if not self.classes or self.classes[0] != 0 or len(set(self.classes)) != len(self.classes):
             raise ValueError("classes must start with 0 (background) and not repeat an id")
-        missing = sorted(set(self.classes) - set(self.label_names))
+        if self.tooth_sides == "midline" and any(k in LEFT_SIDE_TEETH for k in self.classes):
+            raise ValueError("a tooth_sides 'midline' model predicts right-side tooth ids only")
+        missing = sorted(set(self.output_classes) - set(self.label_names))
         if missing:
             raise ValueError(f"label_names lacks ids {missing}")
         return self
+
+    @property
+    def output_classes(self) -> list[int]:
+        """Ids of the label maps inference returns: ``classes``, plus the left teeth a
+        ``tooth_sides="midline"`` model numbers after the network."""
+        if self.tooth_sides == "fdi":
+            return list(self.classes)
+        return list(self.classes) + [left_twin(k) for k in self.classes if k in RIGHT_SIDE_TEETH]
+
+    @property
+    def output_merge(self) -> dict[int, int]:
+        """``merge`` for ground truth compared with inference output: without the folds of
+        left teeth onto right ones, and left pulp onto its own tooth (121 -> 21)."""
+        if self.tooth_sides == "fdi":
+            return dict(self.merge)
+        outputs = set(self.output_classes)
+        merge = {}
+        for source, target in self.merge.items():
+            if source in outputs:
+                continue
+            tooth = source - PULP_OFFSET if source > PULP_OFFSET else source
+            merge[source] = left_twin(target) if target in RIGHT_SIDE_TEETH and tooth // 10 in (2, 3) else target
+        return merge
 
     @property
     def model_key(self) -> str:

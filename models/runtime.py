@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,7 @@ from odontoscan.datasets.errors import ConfigError, ModelError
 from odontoscan.models.metadata import ModelMetadata, read_model_dir
 from odontoscan.models.preprocess import preprocess, resample
 from odontoscan.models.sliding_window import blend_slabs
+from odontoscan.models.teeth import assign_tooth_sides
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +104,15 @@ class OnnxModel:
         roi: Box | None = None,
         overlap: float = 0.25,
         batch_size: int = 2,
+        postprocess: bool = True,
+        timings: dict[str, float] | None = None,
     ) -> np.ndarray:
         """Label map of DESIGN.md ids with exactly ``array.shape`` (uint8, or uint16 for ids > 255).
+
+        Ids are ``metadata.output_classes``: a ``tooth_sides="midline"`` model's left
+        teeth are numbered from the midline (:mod:`odontoscan.models.teeth`) unless
+        ``postprocess`` is false, which returns the network's own ids. ``timings``, when
+        given, receives the seconds spent in "preprocess", "inference" and "postprocess".
 
         ``array`` is a scan in canonical index order with voxel size ``spacing`` (mm).
         ``roi`` limits inference to a box of scan voxels (everything outside is
@@ -120,12 +129,18 @@ class OnnxModel:
         region = array[box]
         if region.size == 0:
             return out
+        clock = _Clock(timings)
         image = preprocess(region, tuple(spacing), m.preprocess)
+        clock.lap("preprocess")
         labels = self._segment_preprocessed(image, lut, overlap=overlap, batch_size=batch_size)
         del image
+        clock.lap("inference")
         if m.preprocess.spacing_mm is not None:
             labels = resample(labels, m.preprocess.spacing_mm, tuple(spacing), order=0, shape=region.shape)
         out[box] = labels
+        if m.tooth_sides == "midline" and postprocess:
+            out = assign_tooth_sides(out, tuple(spacing))
+        clock.lap("postprocess")
         return out
 
     def _segment_preprocessed(self, image: np.ndarray, lut: np.ndarray, *, overlap: float, batch_size: int) -> np.ndarray:
@@ -142,6 +157,20 @@ class OnnxModel:
         ):
             labels[..., start:stop] = lut[np.argmax(logits, axis=0)]
         return labels[tuple(slice(0, n) for n in shape)]
+
+
+class _Clock:
+    """Adds the seconds since the previous lap to ``timings[name]`` (no-op without a dict)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+        self.last = now
 
 
 def _clip_box(roi: Box, shape: tuple[int, ...]) -> Box:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from odontoscan.datasets.errors import OdontoscanError
-from odontoscan.serving.commands import models, phantom, train
+from odontoscan.datasets.version import odontoscan_version
+from odontoscan.serving.commands import analyze, models, phantom, train
 
 app = typer.Typer(
     name="odontoscan",
@@ -34,16 +34,9 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _version() -> str:
-    try:
-        return version("odontoscan")
-    except PackageNotFoundError:  # running from a source tree without install
-        return "0+unknown"
-
-
 def _version_callback(value: bool) -> None:
     if value:
-        console.print(f"odontoscan {_version()}")
+        console.print(f"odontoscan {odontoscan_version()}")
         raise typer.Exit()
 
 
@@ -92,6 +85,8 @@ def info(
         console.print(listing)
 
 
+app.command()(analyze.analyze)
+app.command()(analyze.schema)
 app.command()(train.train)
 app.command()(models.export)
 app.command()(models.promote)

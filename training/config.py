@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from odontoscan.datasets.errors import ConfigError
+from odontoscan.datasets.labels import PULP_OFFSET
 from odontoscan.models.preprocess import PreprocessConfig
 
 
@@ -78,6 +79,11 @@ class LabelConfig(_Strict):
 
     classes: list[int]
     merge: dict[int, int] = Field(default_factory=dict)
+    # "fdi": one channel per FDI number. "midline": teeth are learnt by type only
+    # (right-side ids 11-18 / 41-48 for both sides; left ids are folded onto them
+    # automatically) and inference gives left teeth their numbers from the midline
+    # (odontoscan.models.teeth).
+    tooth_sides: Literal["fdi", "midline"] = "fdi"
 
     @model_validator(mode="after")
     def _consistent(self) -> LabelConfig:
@@ -85,10 +91,27 @@ class LabelConfig(_Strict):
             raise ValueError("classes must start with 0 (background)")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("classes must not repeat an id")
+        if self.tooth_sides == "midline":
+            left = sorted(k for k in self.classes if 21 <= k <= 38)
+            if left:
+                raise ValueError(f"tooth_sides 'midline' learns teeth as their right-side twins; remove left ids {left} from classes")
+            for source, target in side_folds(self.classes).items():
+                self.merge.setdefault(source, target)
         unknown = sorted(set(self.merge.values()) - set(self.classes))
         if unknown:
             raise ValueError(f"merge targets {unknown} are not in classes")
         return self
+
+
+def side_folds(classes: list[int]) -> dict[int, int]:
+    """Left teeth (21-28, 31-38) and their pulp (121-138) -> the right-side twin class in
+    ``classes`` (21 -> 11, 136 -> 46), for ``tooth_sides="midline"``."""
+    folds: dict[int, int] = {}
+    for twin in (k for k in classes if k // 10 in (1, 4) and 1 <= k % 10 <= 8):
+        left = {1: 2, 4: 3}[twin // 10] * 10 + twin % 10
+        folds[left] = twin
+        folds[PULP_OFFSET + left] = twin
+    return folds
 
 
 class NetworkConfig(_Strict):

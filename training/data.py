@@ -84,7 +84,9 @@ def _preprocess_key(task: str, config: PreprocessConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _generate(task: str, seed: int, size: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+def generate_phantom(task: str, seed: int, size: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Phantom ``seed`` of a task ("cbct" volume or "radiograph" panoramic): image as its
+    file stores it (float32), label map in DESIGN.md ids, spacing (mm)."""
     if task == "cbct":
         from odontoscan.datasets.phantom.cbct import generate_cbct
 
@@ -121,7 +123,7 @@ def phantom_arrays(
                 return stored["image"], stored["label"]
         except (OSError, ValueError, KeyError):
             log.warning("cached phantom %s is unreadable; regenerating it", path.name)
-    image, label, spacing = _generate(task, seed, size)
+    image, label, spacing = generate_phantom(task, seed, size)
     image, label = prepare_arrays(image, label, spacing, config)
     _write_atomically(path, image=image, label=label)
     return image, label

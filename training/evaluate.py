@@ -28,8 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from odontoscan.datasets.errors import ConfigError
-from odontoscan.datasets.labels import FDI_TEETH
+from odontoscan.datasets.findings_schema import Findings
+from odontoscan.datasets.geometry import Geometry
+from odontoscan.datasets.labels import FDI_TEETH, PULP_OFFSET
 from odontoscan.training.config import LabelConfig
+from odontoscan.training.evaluate_findings import FindingCounts, compare, find_pairs, load_findings
 from odontoscan.training.labels import to_channels
 
 log = logging.getLogger(__name__)
@@ -206,23 +209,52 @@ def write_report(report: EvaluationReport, out_dir: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class EvalCase:
-    """One held-out scan: image, label map of DESIGN.md ids (same shape) and spacing (mm)."""
+    """One held-out scan: image, label map of DESIGN.md ids (same shape) and spacing (mm);
+    phantoms also carry their ground-truth findings (and the volume's placement, so
+    locations compare in the patient frame), which adds the findings metrics."""
 
     case_id: str
     image: np.ndarray
     labels: np.ndarray
     spacing: tuple[float, ...]
+    truth: Findings | None = None
+    geometry: Geometry | None = None
 
 
-def phantom_cases(seeds: Iterable[int], size: str = "small") -> Iterator[EvalCase]:
-    """CBCT phantoms as held-out cases (grey values as their files store them, labels in
-    DESIGN.md ids). Use seeds never used in training (configs keep them apart)."""
+def phantom_cases(seeds: Iterable[int], size: str = "small", task: str = "cbct") -> Iterator[EvalCase]:
+    """Phantoms as held-out cases: CBCT volumes (``task="cbct"``) or panoramic radiographs
+    (``"radiograph"``), grey values as their files store them, labels in DESIGN.md ids.
+    Use seeds never used in training (configs keep them apart)."""
     from odontoscan.datasets.phantom.cbct import generate_cbct
+    from odontoscan.datasets.phantom.pano import generate_pano
     from odontoscan.training.data import stored_phantom_image
 
     for seed in seeds:
-        phantom = generate_cbct(seed, size)
-        yield EvalCase(f"phantom-{seed}-{size}", stored_phantom_image(phantom.image, "cbct"), phantom.labels, phantom.spacing)
+        if task == "cbct":
+            phantom = generate_cbct(seed, size)
+            geometry = phantom.geometry
+        else:
+            phantom, geometry = generate_pano(seed, size), None
+        image = stored_phantom_image(phantom.image, task)
+        yield EvalCase(f"phantom-{seed}-{size}", image, phantom.labels, tuple(phantom.spacing), phantom.ground_truth, geometry)
+
+
+def dataset_cases(source: str, path: str | Path, split: str = "val", val_fraction: float = 0.2, split_seed: int = 0) -> Iterator[EvalCase]:
+    """Labelled cases of a dataset folder in a published layout ("toothfairy2", "dentex",
+    "nifti_pairs"), from one split of the deterministic train/val split training uses
+    (same ``val_fraction`` and ``split_seed`` as the training config), or all ("all")."""
+    from odontoscan.training.config import FolderData
+    from odontoscan.training.data import open_folder_dataset
+
+    dataset = open_folder_dataset(FolderData(source=source, val_fraction=val_fraction, split_seed=split_seed), path)
+    refs = dataset.cases(None if split == "all" else split)
+    if not refs:
+        raise ConfigError(f"The {source} dataset at '{path}' has no '{split}' cases to evaluate.")
+    for ref in refs:
+        case = dataset.load(ref)
+        if case.label is None:
+            raise ConfigError(f"Case '{case.case_id}' has no label map; evaluation needs labelled cases.")
+        yield EvalCase(case.case_id, case.image.astype(np.float32, copy=False), case.label, case.spacing)
 
 
 def to_model_space(labels: np.ndarray, classes: list[int], merge: dict[int, int]) -> np.ndarray:
@@ -244,17 +276,57 @@ def evaluate_model(
     """Segment each case with the ONNX model, score it and write report.json + report.md."""
     from odontoscan.models.runtime import OnnxModel
 
+    from odontoscan.models.findings import extract_findings
+    from odontoscan.models.pipeline import model_info
+
     model = OnnxModel(model_dir, threads=threads, precision=precision)  # type: ignore[arg-type]
     m = model.metadata
     results: list[CaseResult] = []
+    counts: FindingCounts | None = None
     for case in cases:
         started = time.perf_counter()
         pred = model.segment(case.image, case.spacing)
         seconds = time.perf_counter() - started
-        truth = to_model_space(case.labels, m.classes, m.merge)
-        results.append(CaseResult(case_id=case.case_id, scores=score_case(pred, truth, m.classes[1:], case.spacing), seconds=seconds))
+        truth = to_model_space(case.labels, m.output_classes, m.output_merge)
+        scores = score_case(pred, truth, m.output_classes[1:], case.spacing)
+        results.append(CaseResult(case_id=case.case_id, scores=scores, seconds=seconds))
+        if case.truth is not None:
+            found = extract_findings(pred, case.spacing, scan=case.truth.scan, model=model_info(m), image=case.image, geometry=case.geometry)
+            counts = counts or FindingCounts()
+            counts.add(compare(found, case.truth))
         log.info("evaluated %s in %.1f s", case.case_id, seconds)
     report = summarise(results, m.label_names, model=m.model_key, model_sha256=m.sha256, data=data)
+    if counts is not None:
+        report.findings = counts.metrics()
+    write_report(report, out_dir)
+    return report
+
+
+def evaluate_outputs(pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path) -> EvaluationReport:
+    """Compare analysis outputs with ground truth (``odontoscan evaluate PRED GT``): the
+    findings metrics of :mod:`odontoscan.training.evaluate_findings`, plus per-class
+    Dice/HD95 where both folders hold ``labels.nii.gz`` (pulp counts as its tooth)."""
+    from odontoscan.datasets import load_scan
+    from odontoscan.datasets.panoramic import tooth_number
+
+    counts, results, model = FindingCounts(), [], None
+    for name, pred_file, truth_file in find_pairs(pred_dir, truth_dir):
+        pred, truth = load_findings(pred_file), load_findings(truth_file)
+        model = model or f"{pred.model.name}@{pred.model.version}"
+        counts.add(compare(pred, truth))
+        pred_labels, truth_labels = pred_file.parent / "labels.nii.gz", truth_file.parent / "labels.nii.gz"
+        if pred_labels.is_file() and truth_labels.is_file():
+            p, t = load_scan(pred_labels), load_scan(truth_labels)
+            a, b = np.rint(p.array).astype(np.int32), np.rint(t.array).astype(np.int32)
+            teeth = tooth_number(b)  # pulp counts as its tooth
+            b = np.where(teeth > 0, teeth, b)
+            if a.shape == b.shape:
+                ids = [int(k) for k in np.union1d(np.unique(a), np.unique(b)) if 0 < k < PULP_OFFSET]
+                results.append(CaseResult(case_id=name, scores=score_case(a, b, ids, p.spacing), seconds=0.0))
+    from odontoscan.datasets.labels import label_names
+
+    report = summarise(results, label_names(), model=model or "unknown", model_sha256=None, data=f"outputs in {pred_dir} vs {truth_dir}")
+    report.findings = counts.metrics()
     write_report(report, out_dir)
     return report
 
@@ -282,5 +354,5 @@ def parse_seeds(text: str) -> list[int]:
 __all__ = [
     "ClassScore", "CaseResult", "ClassSummary", "EvaluationReport", "EvalCase",
     "dice", "hd95", "mean_dice_agreement", "score_case", "summarise", "render_markdown",
-    "write_report", "phantom_cases", "to_model_space", "evaluate_model", "parse_seeds",
+    "write_report", "phantom_cases", "dataset_cases", "evaluate_outputs", "to_model_space", "evaluate_model", "parse_seeds",
 ]

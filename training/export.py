@@ -26,6 +26,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from odontoscan.datasets.errors import ConfigError, ExportError, ModelError
+from odontoscan.datasets.version import odontoscan_version
+from odontoscan.datasets.labels import FDI_TEETH
 from odontoscan.datasets.labels import label_names as all_label_names
 from odontoscan.models.metadata import (
     CARD_FILE,
@@ -41,7 +43,7 @@ from odontoscan.models.metadata import (
 from odontoscan.models.networks import build_network, downsampling_factor
 from odontoscan.models.preprocess import preprocess
 from odontoscan.training.checkpoint import Checkpoint, load_checkpoint
-from odontoscan.training.config import PhantomData, TrainConfig
+from odontoscan.training.config import PhantomData, TrainConfig, side_folds
 from odontoscan.training.evaluate import mean_dice_agreement
 from odontoscan.training.mlflow_models import download_checkpoint, log_and_register, promote
 
@@ -177,15 +179,6 @@ def phantom_patches(config: TrainConfig, seed: int, count: int = 1, size: str = 
 # --- metadata and card --------------------------------------------------------------------
 
 
-def _odontoscan_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("odontoscan")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
 def describe_training_data(config: TrainConfig) -> str:
     """One line on what the model was trained on (says so plainly for phantoms)."""
     data = config.data
@@ -199,6 +192,9 @@ def build_metadata(checkpoint: Checkpoint, *, name: str, version: str) -> ModelM
     """Metadata of the model exported from ``checkpoint`` (sha256 filled in when written)."""
     cfg = checkpoint.config
     names = all_label_names(include_pulp=True)
+    output_ids = list(cfg.labels.classes)  # + the left teeth a "midline" model numbers after the network
+    if cfg.labels.tooth_sides == "midline":
+        output_ids += [k for k in side_folds(cfg.labels.classes) if k in FDI_TEETH]
     metrics = dict(checkpoint.metrics)
     if checkpoint.best_metric >= 0:
         metrics.setdefault("val_mean_dice", float(checkpoint.best_metric))
@@ -210,7 +206,8 @@ def build_metadata(checkpoint: Checkpoint, *, name: str, version: str) -> ModelM
         modalities=list(VOLUME_MODALITIES if cfg.task == "cbct" else RADIOGRAPH_MODALITIES),
         classes=list(cfg.labels.classes),
         merge=dict(cfg.labels.merge),
-        label_names={k: names.get(k, f"label {k}") for k in cfg.labels.classes},
+        tooth_sides=cfg.labels.tooth_sides,
+        label_names={k: names.get(k, f"label {k}") for k in output_ids},
         preprocess=cfg.preprocess,
         patch_size=list(cfg.patch_size),
         size_multiple=downsampling_factor(cfg.network.name, cfg.network.kwargs),
@@ -219,7 +216,7 @@ def build_metadata(checkpoint: Checkpoint, *, name: str, version: str) -> ModelM
         metrics=metrics,
         opset=OPSET,
         created=date.today(),
-        odontoscan_version=_odontoscan_version(),
+        odontoscan_version=odontoscan_version(),
     )
 
 

@@ -108,17 +108,12 @@ def _form_image(cbct: CBCTPhantom, mapping: PanoMapping, rng: np.random.Generato
     return (grey * 65535.0).astype(np.float32)
 
 
-def _canonical_mm(cbct: CBCTPhantom, lps: list[float]) -> np.ndarray:
-    geometry = cbct.geometry
-    return (np.asarray(lps) - np.asarray(geometry.origin)) @ geometry.direction
-
-
 def _ground_truth(cbct: CBCTPhantom, mapping: PanoMapping, shape: tuple[int, int]) -> Findings:
     findings = []
     for finding in cbct.ground_truth.findings:
         if finding.kind not in VISIBLE_KINDS or finding.location_mm is None:
             continue
-        row, col = mapping.to_pano(_canonical_mm(cbct, finding.location_mm)[None])[0]
+        row, col = mapping.to_pano(cbct.geometry.lps_to_mm(finding.location_mm)[None])[0]
         if not (0 <= row < shape[0] and 0 <= col < shape[1]):
             continue
         measurements = {k: v for k, v in finding.measurements.items() if v.unit.value != "mm3"}

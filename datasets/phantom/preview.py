@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from odontoscan.datasets.labels import FDI_TEETH, PULP_OFFSET
+from odontoscan.datasets.labels import FDI_TEETH, PULP_OFFSET, label_colours
 
 WINDOW = (-800.0, 3500.0)  # grey window (HU) that shows soft tissue, bone, teeth and metal
 
@@ -20,13 +20,6 @@ WINDOW = (-800.0, 3500.0)  # grey window (HU) that shows soft tissue, bone, teet
 def _grey(plane: np.ndarray) -> np.ndarray:
     lo, hi = WINDOW
     return (np.clip((plane - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-
-
-def label_colours() -> np.ndarray:
-    rng = np.random.default_rng(7)
-    table = rng.integers(60, 255, size=(256, 3)).astype(np.uint8)
-    table[0] = 0
-    return table
 
 
 def tooth_slices(labels: np.ndarray) -> tuple[int, int, int]:

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from odontoscan.datasets.errors import ConfigError
+
+if TYPE_CHECKING:
+    from odontoscan.training.evaluate import EvaluationReport
 
 console = Console()
 
@@ -22,6 +27,12 @@ console = Console()
 class Size(str, Enum):
     small = "small"
     full = "full"
+
+
+class DatasetSource(str, Enum):
+    toothfairy2 = "toothfairy2"
+    dentex = "dentex"
+    nifti_pairs = "nifti_pairs"
 
 
 def export(
@@ -66,28 +77,57 @@ def promote(
 
 
 def evaluate(
+    pred: Optional[Path] = typer.Argument(None, help="Analysis output folder (or a folder of them) to compare with GT instead of scoring a model."),
+    gt: Optional[Path] = typer.Argument(None, help="Ground truth: a phantom folder with ground_truth.json (or a folder of them)."),
     out: Path = typer.Option(..., "--out", help="Folder for report.json and report.md."),
     model: str = typer.Option("cbct-phantom", "--model", help="Model directory, shipped model name or models:/NAME@alias."),
     phantom_seeds: str = typer.Option("1000-1019", "--phantom-seeds", help="Held-out phantom seeds, e.g. 1000-1019 (never the training seeds)."),
     size: Size = typer.Option(Size.small, "--size", help="Phantom size: small (fast) or full."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on a dataset folder instead of phantoms (needs --source)."),
+    source: Optional[DatasetSource] = typer.Option(None, "--source", help="Layout of --data: toothfairy2, dentex or nifti_pairs."),
+    split: str = typer.Option("val", "--split", help="Which split of --data: val (as training split it), train or all."),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads (default: $ODONTOSCAN_ORT_THREADS or all usable cores)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI, for models:/ names."),
 ) -> None:
-    """Score a model on held-out phantoms: per-class Dice and HD95 (mm)."""
+    """Score a model on held-out phantoms (of the model's task) or a dataset split: per-class
+    Dice and HD95 (mm), and findings metrics where ground truth has them. With PRED GT:
+    compare analysis outputs with ground truth instead."""
+    from odontoscan.models.metadata import read_model_dir
     from odontoscan.models.registry import resolve
-    from odontoscan.training.evaluate import evaluate_model, parse_seeds, phantom_cases
+    from odontoscan.training.evaluate import dataset_cases, evaluate_model, evaluate_outputs, parse_seeds, phantom_cases
 
-    seeds = parse_seeds(phantom_seeds)
+    if pred is not None:
+        if gt is None:
+            raise ConfigError("Comparing outputs needs two folders: odontoscan evaluate PRED_DIR GT_DIR --out DIR.")
+        report = evaluate_outputs(pred, gt, out)
+        _print_report(report, out)
+        return
+
     model_dir = resolve(model, tracking_uri=tracking_uri)
-    report = evaluate_model(
-        model_dir,
-        phantom_cases(seeds, size.value),
-        out,
-        data=f"CBCT phantoms seeds {phantom_seeds}, size {size.value}",
-        threads=threads,
-    )
+    task = read_model_dir(model_dir).metadata.task
+    if data is not None:
+        if source is None:
+            raise ConfigError("--data needs --source (toothfairy2, dentex or nifti_pairs) to say how the folder is laid out.")
+        if split not in ("val", "train", "all"):
+            raise ConfigError(f"--split must be val, train or all, got '{split}'.")
+        cases, described = dataset_cases(source.value, data, split), f"{source.value} dataset, {split} split"
+    else:
+        cases = phantom_cases(parse_seeds(phantom_seeds), size.value, task)
+        kind = "CBCT" if task == "cbct" else "panoramic"
+        described = f"{kind} phantoms seeds {phantom_seeds}, size {size.value}"
+    report = evaluate_model(model_dir, cases, out, data=described, threads=threads)
+    _print_report(report, out)
+
+
+def _print_report(report: "EvaluationReport", out: Path) -> None:
     groups = ", ".join(f"{g} {v:.3f}" for g, v in report.groups.items() if v is not None)
-    console.print(f"{escape(report.model)} on {len(report.cases)} phantoms: mean Dice {report.metrics.get('dice_mean', float('nan')):.3f} ({groups})")
+    if report.cases:
+        console.print(f"{escape(report.model)} on {len(report.cases)} cases: mean Dice {report.metrics.get('dice_mean', float('nan')):.3f} ({groups})")
+    if report.findings:
+        headline = ("tooth_status_accuracy", "missing_f1", "caries_sensitivity", "caries_precision",
+                    "periapical_lesion_sensitivity", "periapical_lesion_precision", "canal_proximity.distance_mm_mae")
+        shown = ", ".join(f"{k} {report.findings[k]:.3f}" for k in headline if k in report.findings)
+        console.print(f"findings: {shown}")
     console.print(f"wrote {escape(str(out / 'report.md'))}")
 
 

@@ -1,0 +1,113 @@
+"""Measurements a planner uses, from the label map of a volume (radiographs: impaction only).
+
+- Canal proximity: shortest distance (mm) from each lower molar to the inferior
+  alveolar canal on its side (third molars first in any surgical plan).
+- Sinus proximity: shortest distance (mm) from each upper premolar and molar to the
+  maxillary sinus on its side.
+- Edentulous sites: at each missing tooth's expected site (incisors to second
+  molars), the bone height along the occlusal normal and the bucco-lingual bone width
+  3 mm below the crest (implant planning).
+- Impacted third molars: the angle of the long axis to the occlusal normal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from odontoscan.datasets import measure
+from odontoscan.datasets.findings_schema import Evidence, Finding, FindingKind, Measurement, Severity, ToothStatus, Unit
+from odontoscan.datasets.labels import Label, is_upper
+from odontoscan.models.findings.chart import Chart, impaction_angle
+from odontoscan.models.findings.context import Context
+
+SEARCH_MM = 8.0  # canal / sinus search radius first tried around a tooth (exact beyond it too, only slower)
+CREST_SEARCH_MM = 25.0  # from the occlusal plane down (up) to the alveolar crest
+WIDTH_DEPTH_MM = 3.0  # bone width measured this far below the crest
+
+
+def proximity_severity(distance_mm: float) -> Severity:
+    """High under 1 mm, moderate under 2 mm, low beyond."""
+    return Severity.HIGH if distance_mm < 1.0 else Severity.MODERATE if distance_mm < 2.0 else Severity.LOW
+
+
+def anatomy_findings(ctx: Context, chart: Chart) -> list[Finding]:
+    out: list[Finding] = []
+    for fdi in sorted(chart.status):
+        if fdi % 10 == 8 and chart.status[fdi] is ToothStatus.IMPACTED:
+            out.append(_impacted(ctx, fdi, chart))
+        if not ctx.volume:
+            continue
+        if chart.has_tooth(fdi) and not is_upper(fdi) and fdi % 10 >= 6:
+            canal = Label.LEFT_IAC if fdi // 10 == 3 else Label.RIGHT_IAC
+            out.append(_proximity(ctx, fdi, FindingKind.CANAL_PROXIMITY, canal))
+        if chart.has_tooth(fdi) and is_upper(fdi) and fdi % 10 >= 4:
+            sinus = Label.LEFT_SINUS if fdi // 10 == 2 else Label.RIGHT_SINUS
+            out.append(_proximity(ctx, fdi, FindingKind.SINUS_PROXIMITY, sinus))
+        if chart.status[fdi] is ToothStatus.MISSING and fdi % 10 <= 7 and fdi in chart.site_mm:
+            out.append(_edentulous(ctx, fdi, chart))
+    return [f for f in out if f is not None]
+
+
+def _finding(ctx: Context, kind: FindingKind, fdi: int, severity: Severity, index, grade=None, confidence=0.8, **measurements) -> Finding:
+    return Finding(
+        id=f"{kind.value.replace('_', '-')}-{fdi}-1",
+        kind=kind,
+        fdi=fdi,
+        confidence=confidence,
+        severity=severity,
+        grade=grade,
+        location_mm=ctx.location(index),
+        measurements={k: Measurement(value=round(v, 2), unit=u) for k, (v, u) in measurements.items()},
+        evidence=Evidence(slice_index=ctx.slice_index(index)),
+    )
+
+
+def _proximity(ctx: Context, fdi: int, kind: FindingKind, target: int) -> Finding | None:
+    tooth, other = ctx.full_mask(fdi), ctx.full_mask(target)
+    if tooth is None or other is None:
+        return None
+    closest = measure.shortest_distance(tooth, other, ctx.spacing, search_mm=SEARCH_MM)
+    if closest is None:
+        return None
+    return _finding(
+        ctx, kind, fdi, proximity_severity(closest.distance_mm), closest.midpoint_index(),
+        distance_mm=(closest.distance_mm, Unit.MM),
+    )
+
+
+def _impacted(ctx: Context, fdi: int, chart: Chart) -> Finding | None:
+    angle = impaction_angle(ctx, fdi, chart.status)
+    if angle is None:
+        return None
+    grade = "vertical" if angle < 10 else "horizontal" if angle > 80 else "mesioangular"
+    return _finding(
+        ctx, FindingKind.IMPACTED_TOOTH, fdi, Severity.MODERATE, ctx.tooth_centres[fdi], grade,
+        confidence=chart.confidence[fdi], angle_deg=(angle, Unit.DEGREE),
+    )
+
+
+def _edentulous(ctx: Context, fdi: int, chart: Chart) -> Finding | None:
+    """Bone height and width at a missing tooth's site; None where no bone is found."""
+    if ctx.arch is None or ctx.occlusal_up_mm is None:
+        return None
+    s = chart.site_mm[fdi]
+    point = ctx.arch.at(s)
+    normal = ctx.arch.normal
+    point = point + (ctx.occlusal_up_mm - float(point @ normal)) * normal  # on the occlusal plane
+    down = normal if is_upper(fdi) else -normal  # towards this jaw's bone
+    jaw = (Label.UPPER_JAWBONE,) if is_upper(fdi) else (Label.LOWER_JAWBONE,)
+    entry = measure.first_hit_mm(ctx.labels, ctx.spacing, point, down, jaw, max_mm=CREST_SEARCH_MM)
+    if entry is None:
+        return None
+    crest = point + down * entry
+    height = measure.run_length_mm(ctx.labels, ctx.spacing, crest, down, jaw)
+    mid = crest + down * min(WIDTH_DEPTH_MM, height / 2)
+    buccal = ctx.arch.buccal(s)
+    width = measure.run_length_mm(ctx.labels, ctx.spacing, mid, buccal, jaw) + measure.run_length_mm(ctx.labels, ctx.spacing, mid, -buccal, jaw)
+    return _finding(
+        ctx, FindingKind.EDENTULOUS_SITE, fdi, Severity.INFO, crest / np.asarray(ctx.spacing),
+        confidence=0.7, bone_height_mm=(height, Unit.MM), bone_width_mm=(width, Unit.MM),
+    )
+
+
+__all__ = ["anatomy_findings", "proximity_severity"]

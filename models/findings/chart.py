@@ -1,0 +1,197 @@
+"""The 32-tooth chart: which FDI positions hold a tooth, a crowned tooth, an implant, a
+bridge pontic or an impacted tooth, and where the missing teeth's sites are.
+
+Teeth come straight from their FDI labels (a tooth label smaller than a fraction of
+the scan's typical tooth is a stray fragment, not a tooth). Implants and pontics
+have no FDI label of their own, so they are given the number of the missing tooth
+whose expected place along the arch is nearest: per jaw, the positions of the
+present teeth are fitted to a template of mean crown widths (``s = a * t + b``),
+which also predicts where each missing tooth's site is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from odontoscan.datasets import measure
+from odontoscan.datasets.findings_schema import ToothStatus
+from odontoscan.datasets.labels import FDI_TEETH, Label, is_upper
+from odontoscan.models.findings.context import Context, components, grow
+
+# Mean mesio-distal crown widths (mm), central incisor .. third molar.
+UPPER_WIDTHS_MM = (8.5, 6.5, 7.5, 7.0, 6.5, 10.0, 9.0, 8.5)
+LOWER_WIDTHS_MM = (5.0, 5.5, 7.0, 7.0, 7.0, 11.0, 10.5, 10.0)
+PRESENT_FRACTION = 0.2  # of the median tooth size: smaller tooth labels are fragments
+MIN_OBJECT_MM3 = 5.0  # implants, pontics, crowns smaller than this are noise (mm^2 in 2D)
+CROWNED_SHARE = 0.3  # of a tooth's surface next to a crown or bridge: the tooth is crowned
+IMPACTED_ANGLE_DEG = 15.0  # long axis this far from the second molar's
+IMPACTED_DEPTH_MM = 2.5  # crown tip this much further from the occlusal plane than the second molar's
+
+
+def template_mm(fdi: int) -> float:
+    """Expected position of a tooth's centre along the arch (mm from the midline,
+    negative on the patient's right) for an average dentition."""
+    widths = UPPER_WIDTHS_MM if is_upper(fdi) else LOWER_WIDTHS_MM
+    position = fdi % 10
+    distance = sum(widths[: position - 1]) + widths[position - 1] / 2
+    return -distance if fdi // 10 in (1, 4) else distance
+
+
+@dataclass
+class Chart:
+    """Tooth chart plus what later rules need: predicted sites of every position."""
+
+    status: dict[int, ToothStatus]
+    confidence: dict[int, float]
+    site_mm: dict[int, float]  # expected arch position (mm) of each FDI number with a jaw fit
+    typical_size: float  # median tooth volume (mm^3) or area (mm^2)
+
+    def has_tooth(self, fdi: int) -> bool:
+        return self.status[fdi] in (ToothStatus.PRESENT, ToothStatus.CROWN, ToothStatus.IMPACTED)
+
+
+def tooth_chart(ctx: Context) -> Chart:
+    """Status and confidence of each of the 32 FDI positions."""
+    sizes = {fdi: ctx.size_of(fdi) for fdi in FDI_TEETH if ctx.box(fdi) is not None}
+    typical = float(np.median(list(sizes.values()))) if sizes else 0.0
+    status = {fdi: ToothStatus.MISSING for fdi in FDI_TEETH}
+    confidence = {fdi: 0.9 for fdi in FDI_TEETH}
+    for fdi, size in sizes.items():
+        if size >= PRESENT_FRACTION * typical:
+            status[fdi] = ToothStatus.PRESENT
+            confidence[fdi] = round(float(np.clip(size / (0.5 * typical), 0.5, 0.99)), 3)
+        else:  # a fragment: probably missing, less sure
+            confidence[fdi] = round(0.9 - 0.4 * size / (PRESENT_FRACTION * typical), 3)
+    present = [f for f, s in status.items() if s is ToothStatus.PRESENT]
+    site = _site_model(ctx, present)
+
+    for fdi in _crowned_teeth(ctx, present, Label.CROWN) | _crowned_teeth(ctx, present, Label.BRIDGE):
+        status[fdi] = ToothStatus.CROWN  # a bridge's abutments are crowned teeth too
+    for label, kind in ((Label.IMPLANT, ToothStatus.IMPLANT), (Label.BRIDGE, ToothStatus.BRIDGE_PONTIC)):
+        for index, size in _objects(ctx, label):
+            upper = _is_upper_object(ctx, index)
+            s = float(ctx.arch_mm(index)[0])
+            free = [f for f in FDI_TEETH if is_upper(f) == upper and status[f] is ToothStatus.MISSING and f in site]
+            if not free:
+                continue
+            fdi = min(free, key=lambda f: abs(site[f] - s))
+            status[fdi] = kind
+            confidence[fdi] = 0.8
+    for fdi in present:
+        if fdi % 10 == 8 and impaction_angle(ctx, fdi, status) is not None:
+            status[fdi] = ToothStatus.IMPACTED
+    return Chart(status=status, confidence=confidence, site_mm=site, typical_size=typical)
+
+
+def impaction_angle(ctx: Context, fdi: int, status: dict[int, ToothStatus]) -> float | None:
+    """Angle (deg) of a third molar's long axis to its neighbour's (the occlusal normal
+    without a neighbour) when the tooth is impacted (tilted, or its crown tip short of
+    the occlusal plane by more than the neighbour's), else None."""
+    mask = ctx.mask(fdi)
+    if mask is None or np.count_nonzero(mask) < 3:
+        return None
+    neighbour = fdi - 1
+    erupted_neighbour = status.get(neighbour) in (ToothStatus.PRESENT, ToothStatus.CROWN)
+    reference = measure.principal_axis(ctx.mask(neighbour), ctx.spacing) if erupted_neighbour else _vertical(ctx)
+    angle = measure.angle_between_deg(measure.principal_axis(mask, ctx.spacing), reference)
+    if angle >= IMPACTED_ANGLE_DEG:
+        return angle
+    if erupted_neighbour and ctx.occlusal_up_mm is not None:
+        if _tip_gap_mm(ctx, fdi) - _tip_gap_mm(ctx, neighbour) >= IMPACTED_DEPTH_MM:
+            return angle
+    return None
+
+
+def _vertical(ctx: Context) -> np.ndarray:
+    """Occlusal normal in grid mm (volumes) or the image's vertical (radiographs)."""
+    if ctx.volume:
+        return ctx.arch.normal if ctx.arch is not None else np.array([0.0, 0.0, 1.0])
+    return np.array([1.0, 0.0])
+
+
+def _tip_gap_mm(ctx: Context, fdi: int) -> float:
+    """Distance (mm) from a tooth's crown tip (its point nearest the occlusal plane) to that plane."""
+    box = ctx.box(fdi)
+    index = np.argwhere(ctx.mask(fdi)) + [s.start for s in box]
+    up = ctx.up_mm(index) - ctx.occlusal_up_mm
+    return float(up.min()) if is_upper(fdi) else float(-up.max())
+
+
+def _site_model(ctx: Context, present: list[int]) -> dict[int, float]:
+    """Expected arch position (mm) of every FDI number, from a per-jaw fit of the
+    present teeth's positions to the template (none for a jaw without teeth)."""
+    sites: dict[int, float] = {}
+    for upper in (True, False):
+        teeth = [f for f in present if is_upper(f) == upper]
+        if not teeth:
+            continue
+        t = np.array([template_mm(f) for f in teeth])
+        s = ctx.arch_mm(np.array([ctx.tooth_centres[f] for f in teeth]))
+        if len(teeth) >= 2 and np.ptp(t) > 5.0:
+            scale, offset = np.polyfit(t, s, 1)
+            scale = float(np.clip(scale, 0.6, 1.6))
+            offset = float(np.mean(s - scale * t))
+        else:
+            scale, offset = 1.0, float(np.mean(s - t))
+        for fdi in FDI_TEETH:
+            if is_upper(fdi) == upper:
+                sites[fdi] = scale * template_mm(fdi) + offset
+    return sites
+
+
+def _objects(ctx: Context, label: int) -> list[tuple[np.ndarray, float]]:
+    """(centroid index, size) of each sizeable connected piece of ``label``."""
+    box = ctx.box(label)
+    if box is None:
+        return []
+    min_voxels = max(1, int(MIN_OBJECT_MM3 / ctx.voxel_size()))
+    out = []
+    for piece in components(ctx.labels[box] == label, min_voxels):
+        index = np.argwhere(piece).mean(axis=0) + [s.start for s in box]
+        out.append((index, float(np.count_nonzero(piece)) * ctx.voxel_size()))
+    return out
+
+
+def _crowned_teeth(ctx: Context, present: list[int], label: int) -> set[int]:
+    """Present teeth that prosthetic crowns (``label`` 9) or bridges (8) sit on.
+
+    A crown wraps its prepared tooth: at least ``CROWNED_SHARE`` of the tooth's
+    surface voxels lie next to it, while a neighbouring tooth or an implant's crown
+    only touches it at a contact point. A bridge crowns each of its abutments the same way.
+    """
+    box = ctx.box(label, margin_mm=1.5)
+    if box is None:
+        return set()
+    labels = ctx.labels[box]
+    min_voxels = max(1, int(MIN_OBJECT_MM3 / ctx.voxel_size()))
+    crowned = set()
+    for piece in components(labels == label, min_voxels):
+        ring = ndimage.binary_dilation(piece, iterations=2) & ~piece
+        touched = labels[ring]
+        values, counts = np.unique(touched[np.isin(touched, present)], return_counts=True)
+        crowned |= {int(v) for v, c in zip(values, counts) if c >= CROWNED_SHARE * _surface_voxels(ctx, int(v))}
+    return crowned
+
+
+def _surface_voxels(ctx: Context, fdi: int) -> int:
+    mask = ctx.mask(fdi)
+    return int(np.count_nonzero(mask & ~ndimage.binary_erosion(mask)))
+
+
+def _is_upper_object(ctx: Context, index: np.ndarray) -> bool:
+    """Whether an object (implant, pontic) belongs to the upper jaw: above the occlusal
+    plane, or (without teeth in both jaws) nearer the maxilla than the mandible."""
+    if ctx.occlusal_up_mm is not None:
+        return bool(ctx.up_mm(index)[0] > ctx.occlusal_up_mm)
+    if ctx.volume:
+        centre = tuple(int(round(v)) for v in index)
+        box = grow(tuple(slice(c, c + 1) for c in centre), 6.0, ctx.spacing, ctx.labels.shape)
+        around = ctx.labels[box]
+        return int(np.count_nonzero(around == Label.UPPER_JAWBONE)) > int(np.count_nonzero(around == Label.LOWER_JAWBONE))
+    return bool(index[0] < ctx.labels.shape[0] / 2)
+
+
+__all__ = ["Chart", "tooth_chart", "template_mm", "impaction_angle", "UPPER_WIDTHS_MM", "LOWER_WIDTHS_MM"]

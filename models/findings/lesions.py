@@ -1,0 +1,150 @@
+"""Findings the model paints as labels: caries (200), periapical lesions (201),
+restorations (202) and root-canal fillings (203).
+
+Each sizeable connected piece goes to the tooth it lies nearest to; pieces of one
+kind on one tooth form one finding. Caries get a depth class from the image: the
+pulp is the dark core of the tooth (grey value under ``PULP_FRACTION`` of the
+tooth's median), caries within ``NEAR_PULP_MM`` of it are "near_pulp", caries no
+deeper than ``ENAMEL_DEPTH_MM`` below the tooth surface are "enamel", the rest
+"dentin". Restorations in volumes are graded "amalgam" (metallic: median grey value
+at least ``METAL_GREY``) or "composite".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from odontoscan.datasets import measure
+from odontoscan.datasets.findings_schema import Evidence, Finding, FindingKind, Measurement, Severity, Unit
+from odontoscan.datasets.labels import FDI_TEETH, Label
+from odontoscan.models.findings.context import Context, components
+
+KINDS = {
+    Label.CARIES: FindingKind.CARIES,
+    Label.PERIAPICAL_LESION: FindingKind.PERIAPICAL_LESION,
+    Label.RESTORATION: FindingKind.RESTORATION,
+    Label.ROOT_CANAL_FILLING: FindingKind.ROOT_CANAL_FILLING,
+}
+MIN_SIZE_MM3 = 0.5  # smaller pieces are noise (mm^2 for radiographs)
+SEARCH_MM = 6.0  # a piece further than this from every tooth belongs to none
+PULP_FRACTION = 0.55
+NEAR_PULP_MM = 1.25
+METAL_GREY = 3500.0  # restorations at least this bright (median) are metallic (amalgam)
+ENAMEL_DEPTH_MM = 1.5
+
+
+def labelled_findings(ctx: Context) -> list[Finding]:
+    """One finding per (kind, tooth) for every finding label in the map."""
+    out: list[Finding] = []
+    for label, kind in KINDS.items():
+        box = ctx.box(label, margin_mm=SEARCH_MM)
+        if box is None:
+            continue
+        labels = ctx.labels[box]
+        min_voxels = max(1, int(np.ceil(MIN_SIZE_MM3 / ctx.voxel_size())))
+        pieces = components(labels == label, min_voxels)
+        if not pieces:
+            continue
+        teeth = np.isin(labels, FDI_TEETH)
+        nearest_tooth = _nearest_tooth_labels(labels, teeth, ctx.spacing)
+        by_tooth: dict[int | None, np.ndarray] = {}
+        for piece in pieces:
+            fdi = _tooth_of(piece, labels, nearest_tooth)
+            by_tooth[fdi] = by_tooth.get(fdi, np.zeros_like(piece)) | piece
+        for fdi, mask in sorted(by_tooth.items(), key=lambda item: item[0] or 0):
+            out.append(_finding(ctx, kind, fdi, mask, box))
+    return out
+
+
+def _nearest_tooth_labels(labels: np.ndarray, teeth: np.ndarray, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(distance mm to the nearest tooth voxel, that voxel's FDI id) for every voxel of a crop."""
+    if not teeth.any():
+        return None
+    distance, index = ndimage.distance_transform_edt(~teeth, sampling=spacing, return_indices=True)
+    return distance, labels[tuple(index)]
+
+
+def _tooth_of(piece: np.ndarray, labels: np.ndarray, nearest: tuple[np.ndarray, np.ndarray] | None) -> int | None:
+    """FDI number of the tooth a piece belongs to: the one it touches most (a cavity
+    wraps its caries or filling, a neighbour only meets it), else the nearest one
+    within ``SEARCH_MM``."""
+    ring = ndimage.binary_dilation(piece) & ~piece
+    touched = labels[ring]
+    touched = touched[np.isin(touched, FDI_TEETH)]
+    if touched.size:
+        values, counts = np.unique(touched, return_counts=True)
+        return int(values[np.argmax(counts)])
+    if nearest is None:
+        return None
+    distance, fdi = nearest
+    near = piece & (distance <= SEARCH_MM)
+    if not near.any():
+        return None
+    return int(fdi[near][np.argmin(distance[near])])
+
+
+def _finding(ctx: Context, kind: FindingKind, fdi: int | None, mask: np.ndarray, box: tuple[slice, ...]) -> Finding:
+    """One finding from its mask inside crop ``box`` of the label map."""
+    size = float(np.count_nonzero(mask)) * ctx.voxel_size()
+    centre = np.argwhere(mask).mean(axis=0) + [s.start for s in box]
+    length_unit = Unit.MM if ctx.spacing_known else Unit.PX
+    if ctx.volume:
+        size_name, size_unit = "volume_mm3", Unit.MM3
+    elif ctx.spacing_known:
+        size_name, size_unit = "area_mm2", Unit.MM2
+    else:
+        size_name, size_unit = "area_px", Unit.PX2
+    measurements = {size_name: Measurement(value=round(size, 3), unit=size_unit)}
+    severity, grade = Severity.INFO, None
+    if kind is FindingKind.PERIAPICAL_LESION:
+        diameter = measure.largest_diameter_mm(mask, ctx.spacing)
+        measurements["diameter_mm" if ctx.spacing_known else "diameter_px"] = Measurement(value=round(diameter, 2), unit=length_unit)
+        severity = Severity.LOW if diameter < 3 else Severity.MODERATE if diameter < 5 else Severity.HIGH
+    elif kind is FindingKind.CARIES:
+        grade, to_pulp = _caries_depth(ctx, fdi, mask, box)
+        severity = {"enamel": Severity.LOW, "dentin": Severity.MODERATE, "near_pulp": Severity.HIGH}[grade]
+        if to_pulp is not None:
+            measurements["distance_to_pulp_mm" if ctx.spacing_known else "distance_to_pulp_px"] = Measurement(
+                value=round(to_pulp, 2), unit=length_unit
+            )
+    elif kind is FindingKind.RESTORATION and ctx.volume and ctx.image is not None:
+        grade = "amalgam" if float(np.median(ctx.image[box][mask])) >= METAL_GREY else "composite"
+    min_voxels = MIN_SIZE_MM3 / ctx.voxel_size()
+    confidence = round(float(np.clip(0.5 + 0.1 * np.count_nonzero(mask) / max(min_voxels, 1.0), 0.5, 0.95)), 3)
+    return Finding(
+        id=f"{kind.value.replace('_', '-')}-{fdi if fdi is not None else 'na'}-1",
+        kind=kind,
+        fdi=fdi,
+        confidence=confidence,
+        severity=severity,
+        grade=grade,
+        location_mm=ctx.location(centre),
+        measurements=measurements,
+        evidence=Evidence(slice_index=ctx.slice_index(centre)),
+    )
+
+
+def _caries_depth(ctx: Context, fdi: int | None, caries: np.ndarray, box: tuple[slice, ...]) -> tuple[str, float | None]:
+    """Depth class of a caries piece (mask inside crop ``box``) and its distance (mm) to
+    the pulp when the image shows one."""
+    if fdi is None:
+        return "dentin", None
+    tooth = ctx.labels[box] == fdi
+    hard = np.pad(tooth | caries, 1)  # the crop's border is outside the tooth
+    inner = (slice(1, -1),) * hard.ndim
+    depth = float(ndimage.distance_transform_edt(hard, sampling=ctx.spacing)[inner][caries].max())
+    to_pulp = None
+    if ctx.image is not None and tooth.any():
+        image = ctx.image[box]
+        core = ndimage.binary_erosion(tooth, iterations=1)
+        pulp = core & (image < PULP_FRACTION * float(np.median(image[tooth])))
+        closest = measure.shortest_distance(caries, pulp, ctx.spacing) if pulp.any() else None
+        if closest is not None:
+            to_pulp = closest.distance_mm
+    if to_pulp is not None and to_pulp <= NEAR_PULP_MM:
+        return "near_pulp", to_pulp
+    return ("enamel" if depth <= ENAMEL_DEPTH_MM else "dentin"), to_pulp
+
+
+__all__ = ["labelled_findings", "KINDS"]

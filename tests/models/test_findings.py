@@ -1,0 +1,117 @@
+"""Findings extraction from label maps: the chart, the finding kinds and their measurements.
+
+The label maps are phantom ground truth (pulp folded into its tooth, as a model
+predicts it), so every difference from the phantom's ground_truth.json is the
+findings engine's own error.
+"""
+
+import numpy as np
+import pytest
+
+from odontoscan.datasets.findings_schema import FindingKind, ModelInfo, ScanInfo, ToothStatus, Unit
+from odontoscan.datasets.labels import PULP_OFFSET, Label
+from odontoscan.datasets.phantom.cbct import generate_cbct
+from odontoscan.datasets.phantom.pano import generate_pano
+from odontoscan.models.findings import extract_findings
+from odontoscan.training.evaluate_findings import compare
+
+MODEL = ModelInfo(name="truth-labels", version="1", sha256="0" * 64)
+
+
+def _as_predicted(labels: np.ndarray) -> np.ndarray:
+    """Pulp as its tooth, no incisive/lingual canals (what the shipped models predict)."""
+    out = labels.copy()
+    out[np.isin(out, (Label.LEFT_INCISIVE_CANAL, Label.RIGHT_INCISIVE_CANAL, Label.LINGUAL_CANAL))] = 0
+    pulp = (out > PULP_OFFSET + 10) & (out < PULP_OFFSET + 50)
+    out[pulp] -= PULP_OFFSET
+    return out
+
+
+@pytest.fixture(scope="module", params=[2001, 2008])
+def cbct(request):
+    phantom = generate_cbct(request.param, "small")
+    found = extract_findings(
+        _as_predicted(phantom.labels), phantom.spacing, scan=phantom.ground_truth.scan, model=MODEL,
+        image=phantom.image, geometry=phantom.geometry,
+    )
+    return phantom, found
+
+
+def test_chart_matches_the_phantom(cbct):
+    phantom, found = cbct
+    truth = {t.fdi: t.status for t in phantom.ground_truth.teeth}
+    assert [t.fdi for t in found.teeth] == sorted(truth)
+    assert {t.fdi: t.status for t in found.teeth} == truth
+
+
+def test_findings_match_the_phantom_except_bone_loss(cbct):
+    phantom, found = cbct
+    metrics = compare(found, phantom.ground_truth).metrics()
+    for kind in FindingKind:
+        if kind is FindingKind.BONE_LOSS:
+            continue  # not measured from label maps yet (see the README)
+        if f"{kind.value}_sensitivity" in metrics:
+            assert metrics[f"{kind.value}_sensitivity"] == 1.0, kind
+        if f"{kind.value}_precision" in metrics:
+            assert metrics[f"{kind.value}_precision"] == 1.0, kind
+    # Distances measured the way the ground truth measures them.
+    assert metrics["canal_proximity.distance_mm_mae"] < 0.05
+    assert metrics["sinus_proximity.distance_mm_mae"] < 0.05
+
+
+def test_findings_carry_locations_slices_and_units(cbct):
+    phantom, found = cbct
+    assert len({f.id for f in found.findings}) == len(found.findings)
+    truth = {(f.kind, f.fdi): f for f in phantom.ground_truth.findings}
+    for finding in found.findings:
+        assert finding.location_mm is not None and len(finding.location_mm) == 3
+        assert 0 <= finding.evidence.slice_index < phantom.labels.shape[2]
+        assert all(m.unit in (Unit.MM, Unit.MM3, Unit.DEGREE) for m in finding.measurements.values())
+        expected = truth.get((finding.kind, finding.fdi))
+        if expected is not None and finding.kind is not FindingKind.EDENTULOUS_SITE:
+            # the same object: centres within a couple of voxels in the patient frame
+            assert np.linalg.norm(np.subtract(finding.location_mm, expected.location_mm)) < 4.0, finding.id
+
+
+def test_implant_and_pontic_sites_are_numbered_by_the_gap_they_fill():
+    phantom = generate_cbct(2001, "small")
+    labels = _as_predicted(phantom.labels)
+    truth = {t.fdi: t.status for t in phantom.ground_truth.teeth}
+    found = extract_findings(labels, phantom.spacing, scan=phantom.ground_truth.scan, model=MODEL)
+    for fdi, status in truth.items():
+        if status in (ToothStatus.IMPLANT, ToothStatus.BRIDGE_PONTIC):
+            assert found.tooth(fdi).status is status
+
+
+def test_radiograph_chart_and_pixel_units_without_spacing():
+    pano = generate_pano(1000, "small")
+    labels = _as_predicted(pano.labels)
+    found = extract_findings(labels, pano.spacing, scan=pano.ground_truth.scan, model=MODEL, image=pano.image)
+    assert compare(found, pano.ground_truth).metrics()["tooth_status_accuracy"] >= 0.9
+    scan = ScanInfo(modality="PX", shape=list(labels.shape), spacing_mm=[1.0, 1.0], pixel_spacing_known=False)
+    in_pixels = extract_findings(labels, (1.0, 1.0), scan=scan, model=MODEL)
+    units = {m.unit for f in in_pixels.findings for m in f.measurements.values()}
+    assert units and units <= {Unit.PX, Unit.PX2, Unit.DEGREE}
+
+
+def _tooth_block(caries_depth_voxels: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 20x20x20 mm tooth (0.5 mm voxels) with a dark 4 mm pulp at its centre and a
+    caries pit of the given depth entering from the +x face."""
+    labels = np.zeros((60, 60, 60), np.uint8)
+    image = np.zeros(labels.shape, np.float32)
+    labels[10:50, 10:50, 10:50] = 36
+    image[10:50, 10:50, 10:50] = 1800.0
+    image[26:34, 26:34, 26:34] = 600.0  # pulp
+    labels[50 - caries_depth_voxels : 50, 28:32, 28:32] = Label.CARIES
+    labels[:, :, :8] = Label.LOWER_JAWBONE
+    return labels, image
+
+
+@pytest.mark.parametrize("depth, grade", [(2, "enamel"), (8, "dentin"), (15, "near_pulp")])
+def test_caries_depth_class(depth, grade):
+    labels, image = _tooth_block(depth)
+    scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=[0.5] * 3)
+    found = extract_findings(labels, (0.5, 0.5, 0.5), scan=scan, model=MODEL, image=image)
+    caries = [f for f in found.findings if f.kind is FindingKind.CARIES]
+    assert len(caries) == 1 and caries[0].fdi == 36 and caries[0].grade == grade
+    assert caries[0].measurements["volume_mm3"].value == pytest.approx(depth * 16 * 0.125)

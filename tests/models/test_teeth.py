@@ -1,0 +1,113 @@
+"""Left/right tooth numbering from the midline: a "midline" model's teeth get their FDI numbers."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from odontoscan.datasets.labels import FDI_TEETH, PULP_OFFSET
+from odontoscan.datasets.phantom.cbct import generate_cbct
+from odontoscan.datasets.phantom.pano import generate_pano
+from odontoscan.models.metadata import ModelMetadata
+from odontoscan.models.teeth import assign_tooth_sides, left_twin, midline_plane
+from odontoscan.training.config import LabelConfig
+
+TOOTH_AND_PULP = {k: k for k in FDI_TEETH} | {PULP_OFFSET + k: k for k in FDI_TEETH}
+
+
+def _teeth_only_structures(labels: np.ndarray) -> np.ndarray:
+    """Label map with pulp counted as its tooth, everything else kept."""
+    out = labels.copy()
+    pulp = (labels > PULP_OFFSET) & (labels < PULP_OFFSET + 50)
+    out[pulp] = labels[pulp] - PULP_OFFSET
+    return out
+
+
+def _fold(labels: np.ndarray) -> np.ndarray:
+    """What a "midline" model predicts: every left tooth as its right twin."""
+    folded = labels.copy()
+    for fdi in FDI_TEETH:
+        if fdi // 10 in (2, 3):
+            folded[labels == fdi] = {2: 1, 3: 4}[fdi // 10] * 10 + fdi % 10
+    return folded
+
+
+def _tooth_agreement(result: np.ndarray, truth: np.ndarray) -> float:
+    teeth = np.isin(truth, FDI_TEETH)
+    return float(np.mean(result[teeth] == truth[teeth]))
+
+
+@pytest.mark.parametrize("seed", [2000, 2005])
+def test_phantom_teeth_get_their_sides_back(seed):
+    phantom = generate_cbct(seed, "small")
+    truth = _teeth_only_structures(phantom.labels)
+    result = assign_tooth_sides(_fold(truth), phantom.spacing)
+    assert _tooth_agreement(result, truth) > 0.995
+    assert np.array_equal(result[~np.isin(truth, FDI_TEETH)], truth[~np.isin(truth, FDI_TEETH)])  # nothing else touched
+
+
+def test_mirrored_head_swaps_sides_and_turned_head_keeps_them():
+    phantom = generate_cbct(2003, "small")
+    truth = _teeth_only_structures(phantom.labels)
+    # A mirror image puts each tooth on the other side: 16 becomes 26 and so on.
+    mirrored = truth[::-1].copy()
+    swapped = mirrored.copy()
+    for fdi in FDI_TEETH:
+        swapped[mirrored == fdi] = {1: 2, 2: 1, 3: 4, 4: 3}[fdi // 10] * 10 + fdi % 10
+    for side in (3, 4, 5, 6):  # canals and sinuses keep their ids: the model predicts them itself
+        swapped[mirrored == side] = side
+    result = assign_tooth_sides(_fold(mirrored), phantom.spacing)
+    assert _tooth_agreement(result, swapped) > 0.995
+    # A head turned 25 degrees about the vertical axis and tilted 10 about left-right.
+    turned = ndimage.rotate(truth, 25, axes=(0, 1), order=0, reshape=True)
+    turned = ndimage.rotate(turned, 10, axes=(1, 2), order=0, reshape=True)
+    result = assign_tooth_sides(_fold(turned), phantom.spacing)
+    assert _tooth_agreement(result, turned) > 0.99
+
+
+def test_missing_front_teeth_and_missing_side_still_numbered():
+    phantom = generate_cbct(2001, "small")
+    truth = _teeth_only_structures(phantom.labels)
+    gone = np.isin(truth, (11, 21, 12, 41, 31, 36, 37, 38))
+    truth[gone] = 1  # as if the sites had healed into bone
+    result = assign_tooth_sides(_fold(truth), phantom.spacing)
+    assert _tooth_agreement(result, truth) > 0.99
+
+
+def test_panoramic_teeth_get_their_sides_back():
+    pano = generate_pano(1001, "small")
+    truth = _teeth_only_structures(pano.labels)
+    result = assign_tooth_sides(_fold(truth), pano.spacing)
+    assert _tooth_agreement(result, truth) > 0.995
+    normal, _ = midline_plane(_fold(truth), pano.spacing)
+    assert normal[1] < -0.95  # the patient's right is the image's left
+
+
+def test_maps_without_teeth():
+    labels = np.zeros((8, 8, 8), np.uint8)
+    assert np.array_equal(assign_tooth_sides(labels, (1.0, 1.0, 1.0)), labels)
+    with pytest.raises(ValueError, match="neither jaws nor teeth"):
+        midline_plane(labels, (1.0, 1.0, 1.0))
+
+
+def test_midline_label_config_folds_left_teeth_and_their_pulp():
+    config = LabelConfig(classes=[0, 1, 11, 46], merge={111: 11}, tooth_sides="midline")
+    assert config.merge == {111: 11, 21: 11, 121: 11, 36: 46, 136: 46}
+    with pytest.raises(ValueError, match="remove left ids \\[21\\]"):
+        LabelConfig(classes=[0, 11, 21], tooth_sides="midline")
+
+
+def test_midline_metadata_lists_left_teeth_as_outputs(tmp_path):
+    from helpers.onnx_models import metadata_for
+
+    base = metadata_for([0, 1, 11, 46]).model_dump()
+    base.update(
+        tooth_sides="midline",
+        merge={111: 11, 21: 11, 121: 11, 36: 46, 136: 46},
+        label_names={k: f"label {k}" for k in (0, 1, 11, 46, 21, 36)},
+    )
+    meta = ModelMetadata(**base)
+    assert meta.output_classes == [0, 1, 11, 46, 21, 36]
+    assert meta.output_merge == {111: 11, 121: 21, 136: 36}  # ground truth keeps its sides
+    assert left_twin(46) == 36
+    with pytest.raises(ValueError, match="right-side tooth ids only"):
+        ModelMetadata(**(base | {"classes": [0, 1, 11, 21]}))
