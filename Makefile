@@ -1,5 +1,7 @@
 # Two entry points do all set-up on a fresh machine (see README.md):
-#   make demo   - create .venv, install odontoscan, build a phantom study and read it back
+#   make demo   - create .venv, install odontoscan, analyse a phantom CBCT and a phantom
+#                 panoramic end to end (findings, overlays, report, DICOM SEG/SR) and
+#                 score the CBCT findings against the phantom's ground truth
 #   make test   - create .venv, install odontoscan, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,11 +22,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[train,serve,dicom,dev]"
 	touch $@
 
+# Seed 2100: a phantom no shipped model was trained or validated on.
 demo: venv
-	$(BIN)/odontoscan phantom cbct --seed 0 --format dicom --out $(OUT)/cbct
-	$(BIN)/odontoscan info $(OUT)/cbct/dicom
-	$(BIN)/odontoscan phantom pano --seed 0 --format dicom --out $(OUT)/pano
-	$(BIN)/odontoscan info $(OUT)/pano/pano.dcm
+	$(BIN)/odontoscan phantom cbct --seed 2100 --format dicom --out $(OUT)/cbct
+	$(BIN)/odontoscan analyze $(OUT)/cbct/dicom --out $(OUT)/cbct-analysis --dicom-out
+	$(BIN)/odontoscan evaluate $(OUT)/cbct-analysis $(OUT)/cbct --out $(OUT)/cbct-evaluation
+	$(BIN)/odontoscan phantom pano --seed 2100 --format dicom --out $(OUT)/pano
+	$(BIN)/odontoscan analyze $(OUT)/pano/pano.dcm --out $(OUT)/pano-analysis
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -17,6 +17,7 @@ from monai.transforms import (
     Compose,
     MapTransform,
     RandAffined,
+    RandCropByLabelClassesd,
     RandCropByPosNegLabeld,
     RandGaussianNoised,
     RandomizableTransform,
@@ -67,18 +68,26 @@ def left_right_axis(spatial_dims: int) -> int:
     return 0 if spatial_dims == 3 else 1
 
 
+def _crop(config: TrainConfig) -> MapTransform:
+    """Patch sampling of ``config.sampling`` (see :class:`~odontoscan.training.config.SamplingConfig`)."""
+    patch, samples = list(config.patch_size), config.samples_per_case
+    if config.sampling.kind == "classes":
+        weights = config.sampling.class_weights
+        ratios = [weights.get(class_id, 0.0 if class_id == 0 else 1.0) for class_id in config.labels.classes]
+        return RandCropByLabelClassesd(
+            keys=KEYS, label_key="label", spatial_size=patch, ratios=ratios,
+            num_classes=len(config.labels.classes), num_samples=samples, warn=False,
+        )
+    return RandCropByPosNegLabeld(keys=KEYS, label_key="label", spatial_size=patch, pos=3, neg=1, num_samples=samples)
+
+
 def train_transforms(config: TrainConfig) -> Compose:
-    """Pad, random patch crops (mostly around foreground), affine, flip, intensity shift, noise."""
+    """Pad, random patch crops (see ``config.sampling``), affine, flip, intensity shift, noise."""
     aug = config.augmentation
     patch = list(config.patch_size)
     angle = math.radians(aug.rotate_deg)
     rotate = (angle,) * (3 if config.spatial_dims == 3 else 1)
-    steps: list = [
-        SpatialPadd(keys=KEYS, spatial_size=patch),
-        RandCropByPosNegLabeld(
-            keys=KEYS, label_key="label", spatial_size=patch, pos=3, neg=1, num_samples=config.samples_per_case
-        ),
-    ]
+    steps: list = [SpatialPadd(keys=KEYS, spatial_size=patch), _crop(config)]
     if aug.rotate_deg > 0 or aug.scale > 0:
         steps.append(
             RandAffined(

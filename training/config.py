@@ -129,6 +129,20 @@ class AugmentConfig(_Strict):
     flip_left_right: bool = False  # mirrors the image and swaps left/right label ids
 
 
+class SamplingConfig(_Strict):
+    """Where training patches are centred.
+
+    "foreground": 3 of 4 patches on a labelled voxel, 1 anywhere (MONAI
+    RandCropByPosNegLabeld). "classes": on a voxel of a class drawn with the weights
+    ``class_weights`` (label id -> weight; ids not named weigh 1, background 0 unless
+    named), so thin or rare structures (canals, findings) are seen often enough
+    (MONAI RandCropByLabelClassesd).
+    """
+
+    kind: Literal["foreground", "classes"] = "foreground"
+    class_weights: dict[int, float] = Field(default_factory=dict)
+
+
 class OptimizerConfig(_Strict):
     name: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(2e-3, gt=0)
@@ -155,6 +169,7 @@ class TrainConfig(_Strict):
     epochs: int = Field(ge=1)
     val_interval: int = Field(1, ge=1)
     augmentation: AugmentConfig = Field(default_factory=AugmentConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     seed: int = 0
@@ -178,6 +193,9 @@ class TrainConfig(_Strict):
         spacing = self.preprocess.spacing_mm
         if spacing is not None and len(spacing) != self.spatial_dims:
             raise ValueError(f"preprocess.spacing_mm needs {self.spatial_dims} values for task {self.task}")
+        unknown = sorted(set(self.sampling.class_weights) - set(self.labels.classes))
+        if unknown:
+            raise ValueError(f"sampling.class_weights names ids {unknown} that are not in labels.classes")
         return self
 
 

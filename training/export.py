@@ -230,7 +230,7 @@ def render_model_card(metadata: ModelMetadata, parity: Parity, int8: Int8Outcome
         "",
         "## Intended use",
         f"Segmentation of dental {'CBCT volumes' if metadata.task == 'cbct' else 'radiographs'} "
-        f"({', '.join(metadata.modalities)}) into {len(metadata.classes) - 1} structures (DESIGN.md label ids), "
+        f"({', '.join(metadata.modalities)}) into {len(metadata.output_classes) - 1} structures (DESIGN.md label ids), "
         "as input to odontoscan's findings extraction. Research and engineering use; not a medical device, "
         "and not a substitute for a clinician reading the scan.",
         "",
@@ -244,7 +244,9 @@ def render_model_card(metadata: ModelMetadata, parity: Parity, int8: Int8Outcome
         )
     lines += [
         "",
-        "## Held-out metrics",
+        "## Validation metrics at the best epoch",
+        "(Model selection used these cases; held-out figures come from `odontoscan evaluate`, step 3 below.)",
+        "",
         "| Metric | Value |",
         "|---|---|",
         metrics,
@@ -267,7 +269,8 @@ def render_model_card(metadata: ModelMetadata, parity: Parity, int8: Int8Outcome
         "## How to reproduce",
         f"1. Train with the config `{cfg.name}` (saved in the MLflow run {metadata.training_run_id or '(no run recorded)'}; seed {cfg.seed}).",
         f"2. `odontoscan export --checkpoint CHECKPOINT --name {metadata.name} --version {metadata.version} --out DIR`",
-        f"3. `odontoscan evaluate --model DIR --phantom-seeds 1000-1019 --size small --out REPORT_DIR`",
+        f"3. `odontoscan evaluate --model DIR --phantom-seeds 2000-2019 --size small --out REPORT_DIR` "
+        "(phantom seeds 2000 and up are never used for training or validation)",
         "",
     ]
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from odontoscan.datasets import measure
-from odontoscan.datasets.findings_schema import Evidence, Finding, FindingKind, Measurement, Severity, ToothStatus, Unit
+from odontoscan.datasets.findings_schema import Finding, FindingKind, Measurement, Severity, ToothStatus, Unit
 from odontoscan.datasets.labels import Label, is_upper
 from odontoscan.models.findings.chart import Chart, impaction_angle
 from odontoscan.models.findings.context import Context
@@ -49,17 +49,8 @@ def anatomy_findings(ctx: Context, chart: Chart) -> list[Finding]:
 
 
 def _finding(ctx: Context, kind: FindingKind, fdi: int, severity: Severity, index, grade=None, confidence=0.8, **measurements) -> Finding:
-    return Finding(
-        id=f"{kind.value.replace('_', '-')}-{fdi}-1",
-        kind=kind,
-        fdi=fdi,
-        confidence=confidence,
-        severity=severity,
-        grade=grade,
-        location_mm=ctx.location(index),
-        measurements={k: Measurement(value=round(v, 2), unit=u) for k, (v, u) in measurements.items()},
-        evidence=Evidence(slice_index=ctx.slice_index(index)),
-    )
+    values = {k: Measurement(value=round(v, 2), unit=u) for k, (v, u) in measurements.items()}
+    return ctx.finding(kind, fdi, index, severity, confidence, values, grade)
 
 
 def _proximity(ctx: Context, fdi: int, kind: FindingKind, target: int) -> Finding | None:

@@ -2,7 +2,7 @@
 bridge pontic or an impacted tooth, and where the missing teeth's sites are.
 
 Teeth come straight from their FDI labels (a tooth label smaller than a fraction of
-the scan's typical tooth is a stray fragment, not a tooth). Implants and pontics
+the scan's typical tooth of its type is a stray fragment, not a tooth). Implants and pontics
 have no FDI label of their own, so they are given the number of the missing tooth
 whose expected place along the arch is nearest: per jaw, the positions of the
 present teeth are fitted to a template of mean crown widths (``s = a * t + b``),
@@ -18,16 +18,16 @@ from scipy import ndimage
 
 from odontoscan.datasets import measure
 from odontoscan.datasets.findings_schema import ToothStatus
-from odontoscan.datasets.labels import FDI_TEETH, Label, is_upper
+from odontoscan.datasets.labels import FDI_TEETH, Label, is_upper, tooth_type
 from odontoscan.models.findings.context import Context, components, grow
 
 # Mean mesio-distal crown widths (mm), central incisor .. third molar.
 UPPER_WIDTHS_MM = (8.5, 6.5, 7.5, 7.0, 6.5, 10.0, 9.0, 8.5)
 LOWER_WIDTHS_MM = (5.0, 5.5, 7.0, 7.0, 7.0, 11.0, 10.5, 10.0)
-PRESENT_FRACTION = 0.2  # of the median tooth size: smaller tooth labels are fragments
-MIN_OBJECT_MM3 = 5.0  # implants, pontics, crowns smaller than this are noise (mm^2 in 2D)
+PRESENT_FRACTION = 0.35  # of the median size of the scan's teeth of that type: smaller labels are fragments
+MIN_OBJECT_MM3 = 30.0  # implants, pontics, crowns smaller than this are noise (mm^2 in 2D)
 CROWNED_SHARE = 0.3  # of a tooth's surface next to a crown or bridge: the tooth is crowned
-IMPACTED_ANGLE_DEG = 15.0  # long axis this far from the second molar's
+IMPACTED_ANGLE_DEG = 40.0  # long axis this far from the second molar's
 IMPACTED_DEPTH_MM = 2.5  # crown tip this much further from the occlusal plane than the second molar's
 
 
@@ -60,11 +60,12 @@ def tooth_chart(ctx: Context) -> Chart:
     status = {fdi: ToothStatus.MISSING for fdi in FDI_TEETH}
     confidence = {fdi: 0.9 for fdi in FDI_TEETH}
     for fdi, size in sizes.items():
-        if size >= PRESENT_FRACTION * typical:
+        expected = _typical_size(sizes, fdi, typical)
+        if size >= PRESENT_FRACTION * expected:
             status[fdi] = ToothStatus.PRESENT
-            confidence[fdi] = round(float(np.clip(size / (0.5 * typical), 0.5, 0.99)), 3)
+            confidence[fdi] = round(float(np.clip(size / (0.6 * expected), 0.5, 0.99)), 3)
         else:  # a fragment: probably missing, less sure
-            confidence[fdi] = round(0.9 - 0.4 * size / (PRESENT_FRACTION * typical), 3)
+            confidence[fdi] = round(0.9 - 0.4 * size / (PRESENT_FRACTION * expected), 3)
     present = [f for f, s in status.items() if s is ToothStatus.PRESENT]
     site = _site_model(ctx, present)
 
@@ -118,6 +119,13 @@ def _tip_gap_mm(ctx: Context, fdi: int) -> float:
     index = np.argwhere(ctx.mask(fdi)) + [s.start for s in box]
     up = ctx.up_mm(index) - ctx.occlusal_up_mm
     return float(up.min()) if is_upper(fdi) else float(-up.max())
+
+
+def _typical_size(sizes: dict[int, float], fdi: int, overall: float) -> float:
+    """Median size of the scan's teeth of the same type (incisors, canines, premolars,
+    molars), or of all its teeth when fewer than two of that type are labelled."""
+    same = [v for f, v in sizes.items() if tooth_type(f) is tooth_type(fdi)]
+    return float(np.median(same)) if len(same) >= 2 else overall
 
 
 def _site_model(ctx: Context, present: list[int]) -> dict[int, float]:

@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 from scipy import ndimage
 
+from odontoscan.datasets.findings_schema import Evidence, Finding, FindingKind, Measurement, Severity
 from odontoscan.datasets.geometry import Geometry
 from odontoscan.datasets.labels import FDI_TEETH, is_upper
 from odontoscan.datasets.panoramic import DentalArch, arch_from_labels
@@ -103,6 +104,30 @@ class Context:
     def slice_index(self, index: np.ndarray) -> int | None:
         """Axial slice (canonical z index) of a voxel position in a volume."""
         return int(round(float(np.asarray(index)[2]))) if self.volume else None
+
+    def finding(
+        self,
+        kind: FindingKind,
+        fdi: int | None,
+        index: np.ndarray,
+        severity: Severity,
+        confidence: float,
+        measurements: dict[str, Measurement],
+        grade: str | None = None,
+    ) -> Finding:
+        """A finding at voxel position ``index``: location and slice filled in, id
+        ``<kind>-<fdi or na>-1`` (numbered per kind and tooth by the caller)."""
+        return Finding(
+            id=f"{kind.value.replace('_', '-')}-{fdi if fdi is not None else 'na'}-1",
+            kind=kind,
+            fdi=fdi,
+            confidence=confidence,
+            severity=severity,
+            grade=grade,
+            location_mm=self.location(index),
+            measurements=measurements,
+            evidence=Evidence(slice_index=self.slice_index(index)),
+        )
 
     @cached_property
     def arch(self) -> DentalArch | None:

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from odontoscan.datasets import measure
-from odontoscan.datasets.findings_schema import Evidence, Finding, FindingKind, Measurement, Severity, Unit
+from odontoscan.datasets.findings_schema import Finding, FindingKind, Measurement, Severity, Unit
 from odontoscan.datasets.labels import FDI_TEETH, Label
 from odontoscan.models.findings.context import Context, components
 
@@ -112,17 +112,7 @@ def _finding(ctx: Context, kind: FindingKind, fdi: int | None, mask: np.ndarray,
         grade = "amalgam" if float(np.median(ctx.image[box][mask])) >= METAL_GREY else "composite"
     min_voxels = MIN_SIZE_MM3 / ctx.voxel_size()
     confidence = round(float(np.clip(0.5 + 0.1 * np.count_nonzero(mask) / max(min_voxels, 1.0), 0.5, 0.95)), 3)
-    return Finding(
-        id=f"{kind.value.replace('_', '-')}-{fdi if fdi is not None else 'na'}-1",
-        kind=kind,
-        fdi=fdi,
-        confidence=confidence,
-        severity=severity,
-        grade=grade,
-        location_mm=ctx.location(centre),
-        measurements=measurements,
-        evidence=Evidence(slice_index=ctx.slice_index(centre)),
-    )
+    return ctx.finding(kind, fdi, centre, severity, confidence, measurements, grade)
 
 
 def _caries_depth(ctx: Context, fdi: int | None, caries: np.ndarray, box: tuple[slice, ...]) -> tuple[str, float | None]:
