@@ -1,7 +1,7 @@
 # Two entry points do all set-up on a fresh machine (see README.md):
 #   make demo   - create .venv, install odontoscan, analyse a phantom CBCT and a phantom
-#                 panoramic end to end (findings, overlays, report, DICOM SEG/SR) and
-#                 score the CBCT findings against the phantom's ground truth
+#                 panoramic end to end (findings, overlays, report, DICOM SEG/SR), score
+#                 the CBCT findings against the phantom's ground truth and draft a plan
 #   make test   - create .venv, install odontoscan, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,6 +27,7 @@ demo: venv
 	$(BIN)/odontoscan phantom cbct --seed 2100 --format dicom --out $(OUT)/cbct
 	$(BIN)/odontoscan analyze $(OUT)/cbct/dicom --out $(OUT)/cbct-analysis --dicom-out
 	$(BIN)/odontoscan evaluate $(OUT)/cbct-analysis $(OUT)/cbct --out $(OUT)/cbct-evaluation
+	$(BIN)/odontoscan plan $(OUT)/cbct-analysis/findings.json --out $(OUT)/cbct-plan
 	$(BIN)/odontoscan phantom pano --seed 2100 --format dicom --out $(OUT)/pano
 	$(BIN)/odontoscan analyze $(OUT)/pano/pano.dcm --out $(OUT)/pano-analysis
 

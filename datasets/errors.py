@@ -14,6 +14,11 @@ part (models, planning, serving, training) may import.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class OdontoscanError(Exception):
     """Base class of every error odontoscan raises on purpose."""
@@ -145,7 +150,27 @@ class OutputError(OdontoscanError):
     http_status = 500
 
 
+# --- helpers --------------------------------------------------------------------------
+
+
+def describe_validation_error(error: ValidationError, what: str, source: str) -> str:
+    """A pydantic ValidationError as one line per problem, each with its dotted key path,
+    under a header naming the file (``what`` is the kind of file, ``source`` its name).
+    Input values are never repeated (they may be patient data)."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key (check the spelling)")
+        elif item["type"] == "missing":
+            lines.append(f"{where}: required key is missing")
+        else:
+            lines.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+    return f"Invalid {what} {source}:\n  " + "\n  ".join(lines)
+
+
 __all__ = [
+    "describe_validation_error",
     "OdontoscanError",
     "ScanReadError",
     "UnsupportedFormatError",

@@ -14,8 +14,9 @@ scans are referenced by Study/Series Instance UID only.
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from odontoscan.datasets.labels import FDI_TEETH
 
@@ -153,3 +154,22 @@ class Findings(BaseModel):
 
     def tooth(self, fdi: int) -> Tooth:
         return next(t for t in self.teeth if t.fdi == fdi)
+
+
+def load_findings(path: str | Path) -> Findings:
+    """Read a findings.json (or a phantom's ground_truth.json); a ConfigError saying what
+    is wrong when the file cannot be read or is not a findings document."""
+    from odontoscan.datasets.errors import ConfigError
+
+    path = Path(path)
+    try:
+        return Findings.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"Findings file '{path}' cannot be read ({type(exc).__name__}); give the findings.json of an analysis.") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(
+            f"'{path}' is not a valid findings.json ({exc.error_count()} problem(s), first at {where}: {first['msg']}); "
+            "give the findings.json of an analysis."
+        ) from None

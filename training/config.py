@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from odontoscan.datasets.errors import ConfigError
+from odontoscan.datasets.errors import ConfigError, describe_validation_error
 from odontoscan.datasets.labels import PULP_OFFSET
 from odontoscan.models.preprocess import PreprocessConfig
 
@@ -199,25 +199,12 @@ class TrainConfig(_Strict):
         return self
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        if item["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key (check the spelling; see configs/*.yaml for the allowed keys)")
-        elif item["type"] == "missing":
-            lines.append(f"{where}: required key is missing")
-        else:
-            lines.append(f"{where}: {item['msg']}")
-    return f"Invalid training config {source}:\n  " + "\n  ".join(lines)
-
-
 def parse_config(document: dict, source: str = "<dict>") -> TrainConfig:
     """Validate a config mapping; ConfigError lists every problem with its key path."""
     try:
         return TrainConfig.model_validate(document)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(describe_validation_error(exc, "training config", source)) from None
 
 
 def load_config(path: str | Path) -> TrainConfig:

@@ -28,11 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from odontoscan.datasets.errors import ConfigError
-from odontoscan.datasets.findings_schema import Findings
+from odontoscan.datasets.findings_schema import Findings, load_findings
 from odontoscan.datasets.geometry import Geometry
 from odontoscan.datasets.labels import FDI_TEETH, PULP_OFFSET
 from odontoscan.training.config import LabelConfig
-from odontoscan.training.evaluate_findings import FindingCounts, compare, find_pairs, load_findings
+from odontoscan.training.evaluate_findings import FindingCounts, compare, find_pairs
 from odontoscan.training.labels import to_channels
 
 log = logging.getLogger(__name__)

@@ -145,12 +145,4 @@ def _file_in(folder: Path, names: tuple[str, ...]) -> Path | None:
     return next((folder / n for n in names if (folder / n).is_file()), None)
 
 
-def load_findings(path: Path) -> Findings:
-    """A findings document, with a clear error when it is not one."""
-    try:
-        return Findings.model_validate_json(path.read_text())
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"'{path}' is not a valid findings.json ({type(exc).__name__}); compare analysis outputs only.") from None
-
-
-__all__ = ["FindingCounts", "compare", "find_pairs", "load_findings", "MATCH_MM"]
+__all__ = ["FindingCounts", "compare", "find_pairs", "MATCH_MM"]
