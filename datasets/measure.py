@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 from scipy.spatial.distance import pdist
 
 Spacing = Sequence[float]
@@ -68,18 +68,29 @@ class Closest:
 
 
 def _closest_in(a: np.ndarray, b: np.ndarray, spacing: Spacing, box: tuple[slice, ...]) -> Closest | None:
-    sub_b = b[box]
+    """Exact closest voxel pair of two masks inside ``box``. Overlapping masks are 0 mm
+    apart; otherwise the closest pair lies on both masks' surfaces, so a k-d tree over
+    ``b``'s surface voxel centres (mm) is queried with ``a``'s."""
+    sub_a, sub_b = a[box], b[box]
     if not sub_b.any():
         return None
-    sub_a = a[box]
-    dist, nearest = ndimage.distance_transform_edt(~sub_b, sampling=spacing, return_indices=True)
-    dist = np.where(sub_a, dist, np.inf)
-    flat = int(np.argmin(dist))
-    at = np.unravel_index(flat, dist.shape)
     offset = np.array([s.start for s in box])
-    ia = tuple(int(v) for v in np.asarray(at) + offset)
-    ib = tuple(int(nearest[(axis, *at)]) + int(o) for axis, o in enumerate(offset))
-    return Closest(float(dist[at]), ia, ib)
+    both = np.argwhere(sub_a & sub_b)
+    if len(both):
+        at = tuple(int(v) for v in both[0] + offset)
+        return Closest(0.0, at, at)
+    sp = np.asarray(spacing, dtype=float)
+    points_a, points_b = np.argwhere(surface(sub_a)), np.argwhere(surface(sub_b))
+    distance, nearest = cKDTree(points_b * sp).query(points_a * sp, k=1)
+    best = int(np.argmin(distance))
+    ia = tuple(int(v) for v in points_a[best] + offset)
+    ib = tuple(int(v) for v in points_b[nearest[best]] + offset)
+    return Closest(float(distance[best]), ia, ib)
+
+
+def surface(mask: np.ndarray) -> np.ndarray:
+    """Voxels of a mask with a face neighbour outside it (the array border counts as outside)."""
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
 def shortest_distance(a: np.ndarray, b: np.ndarray, spacing: Spacing, search_mm: float = 8.0) -> Closest | None:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from odontoscan.datasets.errors import ConfigError
+from odontoscan.datasets.measure import surface
 from odontoscan.datasets.findings_schema import Findings, load_findings
 from odontoscan.datasets.geometry import Geometry
 from odontoscan.datasets.labels import FDI_TEETH, PULP_OFFSET
@@ -64,11 +65,6 @@ def mean_dice_agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean([dice(a, b, label) for label in labels]))
 
 
-def _surface(mask: np.ndarray) -> np.ndarray:
-    structure = ndimage.generate_binary_structure(mask.ndim, 1)
-    return mask & ~ndimage.binary_erosion(mask, structure, border_value=0)
-
-
 def hd95(pred: np.ndarray, truth: np.ndarray, label: int, spacing: tuple[float, ...]) -> float | None:
     """95th percentile Hausdorff distance (mm) of one label; 0.0 if both lack it, None if one does."""
     a, b = pred == label, truth == label
@@ -79,7 +75,7 @@ def hd95(pred: np.ndarray, truth: np.ndarray, label: int, spacing: tuple[float, 
         return None
     box = _union_box(a | b)  # EDT on the bounding box only: exact, as all surface points lie inside
     a, b = a[box], b[box]
-    surface_a, surface_b = _surface(a), _surface(b)
+    surface_a, surface_b = surface(a), surface(b)
     to_b = ndimage.distance_transform_edt(~surface_b, sampling=spacing)[surface_a]
     to_a = ndimage.distance_transform_edt(~surface_a, sampling=spacing)[surface_b]
     return float(np.percentile(np.concatenate([to_b, to_a]), 95))

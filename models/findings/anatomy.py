@@ -54,16 +54,16 @@ def _finding(ctx: Context, kind: FindingKind, fdi: int, severity: Severity, inde
 
 
 def _proximity(ctx: Context, fdi: int, kind: FindingKind, target: int) -> Finding | None:
-    tooth, other = ctx.full_mask(fdi), ctx.full_mask(target)
-    if tooth is None or other is None:
+    tooth_box, target_box = ctx.box(fdi), ctx.box(target)
+    if tooth_box is None or target_box is None:
         return None
-    closest = measure.shortest_distance(tooth, other, ctx.spacing, search_mm=SEARCH_MM)
+    box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(tooth_box, target_box))
+    crop = ctx.labels[box]
+    closest = measure.shortest_distance(crop == fdi, crop == target, ctx.spacing, search_mm=SEARCH_MM)
     if closest is None:
         return None
-    return _finding(
-        ctx, kind, fdi, proximity_severity(closest.distance_mm), closest.midpoint_index(),
-        distance_mm=(closest.distance_mm, Unit.MM),
-    )
+    index = closest.midpoint_index() + [s.start for s in box]
+    return _finding(ctx, kind, fdi, proximity_severity(closest.distance_mm), index, distance_mm=(closest.distance_mm, Unit.MM))
 
 
 def _impacted(ctx: Context, fdi: int, chart: Chart) -> Finding | None:
