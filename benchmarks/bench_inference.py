@@ -37,7 +37,7 @@ def _best(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    from odontoscan.datasets.phantom.cbct import generate_cbct
+    from odontoscan.training.data import generate_phantom
     from odontoscan.models.metadata import read_model_dir
     from odontoscan.models.runtime import OnnxModel, ort_threads
     from odontoscan.models.sliding_window import blend_slabs
@@ -100,8 +100,8 @@ def main() -> None:
             with torch.inference_mode():
                 return net(torch.from_numpy(x)).numpy()
 
-        phantom = generate_cbct(args.seed, "small")
-        print(f"threads {threads}; batch {list(batch.shape)}; phantom {phantom.image.shape} at {phantom.spacing} mm; "
+        scan, _, scan_spacing = generate_phantom(ckpt.config.task, args.seed, "small")  # CBCT volume or panoramic
+        print(f"threads {threads}; batch {list(batch.shape)}; phantom {scan.shape} at {scan_spacing} mm; "
               f"{len(meta.classes)} classes, patch {meta.patch_size}")
         rows = {
             "window batch: torch eager": _best(lambda: torch_predict(batch), args.repeats),
@@ -110,7 +110,7 @@ def main() -> None:
         }
         from odontoscan.models.preprocess import preprocess
 
-        image = preprocess(phantom.image, phantom.spacing, meta.preprocess)
+        image = preprocess(scan, scan_spacing, meta.preprocess)
         image = np.pad(image, [(0, max(p - n, 0)) for n, p in zip(image.shape, meta.patch_size)])
 
         def whole(predict) -> None:
@@ -120,7 +120,7 @@ def main() -> None:
         rows["whole scan: torch eager"] = _best(lambda: whole(torch_predict), 1)
         rows["whole scan: onnxruntime fp32"] = _best(lambda: whole(fp32.predict_logits_patch), 1)
         rows["whole scan: onnxruntime int8"] = _best(lambda: whole(int8.predict_logits_patch), 1)
-        rows["segment() end to end, fp32"] = _best(lambda: fp32.segment(phantom.image, phantom.spacing), 1)
+        rows["segment() end to end, fp32"] = _best(lambda: fp32.segment(scan, scan_spacing), 1)
         for name, seconds in rows.items():
             print(f"{name:34s} {seconds * 1000:9.1f} ms")
         for scope in ("window batch", "whole scan"):
