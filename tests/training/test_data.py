@@ -60,7 +60,7 @@ def test_phantom_cache_is_reused(tiny_document, phantom_cache, monkeypatch):
     def refuse(*args):
         raise AssertionError("regenerated a cached phantom")
 
-    monkeypatch.setattr(training_data, "_generate", refuse)
+    monkeypatch.setattr(training_data, "generate_phantom", refuse)
     second = phantom_arrays(0, "cbct", "small", config.preprocess, phantom_cache)
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[1], second[1])
