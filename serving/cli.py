@@ -20,7 +20,7 @@ from rich.table import Table
 
 from odontoscan.datasets.errors import OdontoscanError
 from odontoscan.datasets.version import odontoscan_version
-from odontoscan.serving.commands import analyze, models, phantom, plan, train
+from odontoscan.serving.commands import analyze, models, phantom, plan, screen, train
 
 app = typer.Typer(
     name="odontoscan",
@@ -88,6 +88,7 @@ def info(
 app.command()(analyze.analyze)
 app.command()(analyze.schema)
 app.command()(plan.plan)
+app.command()(screen.screen)
 app.command()(train.train)
 app.command()(models.export)
 app.command()(models.promote)
