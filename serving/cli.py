@@ -20,7 +20,7 @@ from rich.table import Table
 
 from odontoscan.datasets.errors import OdontoscanError
 from odontoscan.datasets.version import odontoscan_version
-from odontoscan.serving.commands import analyze, models, phantom, plan, screen, train
+from odontoscan.serving.commands import analyze, models, phantom, plan, screen, serve, train
 
 app = typer.Typer(
     name="odontoscan",
@@ -89,6 +89,7 @@ app.command()(analyze.analyze)
 app.command()(analyze.schema)
 app.command()(plan.plan)
 app.command()(screen.screen)
+app.command()(serve.serve)
 app.command()(train.train)
 app.command()(models.export)
 app.command()(models.promote)

@@ -15,6 +15,8 @@ def test_serving_and_inference_do_not_import_torch_monai_or_mlflow():
         "import odontoscan.serving.outputs.write, odontoscan.serving.outputs.overlays\n"
         "import odontoscan.serving.outputs.report, odontoscan.serving.outputs.dicom\n"
         "import odontoscan.serving.commands.analyze, odontoscan.training.evaluate_findings\n"
+        "import odontoscan.serving.service, odontoscan.serving.jobs, odontoscan.serving.commands.serve\n"
+        "import odontoscan.serving.screen, odontoscan.planning.draft\n"
         "from odontoscan.datasets import load_scan\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'monai', 'mlflow'))\n"
         "print(','.join(heavy))\n"
