@@ -25,7 +25,7 @@ from odontoscan.models.findings.context import Context, components, grow
 UPPER_WIDTHS_MM = (8.5, 6.5, 7.5, 7.0, 6.5, 10.0, 9.0, 8.5)
 LOWER_WIDTHS_MM = (5.0, 5.5, 7.0, 7.0, 7.0, 11.0, 10.5, 10.0)
 PRESENT_FRACTION = 0.35  # of the median size of the scan's teeth of that type: smaller labels are fragments
-MIN_OBJECT_MM3 = 30.0  # implants, pontics, crowns smaller than this are noise (mm^2 in 2D)
+MIN_OBJECT_SIZE = {3: 60.0, 2: 15.0}  # mm^3 / mm^2: implants, pontics, crowns smaller than this are stray labels
 CROWNED_SHARE = 0.3  # of a tooth's surface next to a crown or bridge: the tooth is crowned
 IMPACTED_ANGLE_DEG = 40.0  # long axis this far from the second molar's
 IMPACTED_DEPTH_MM = 2.5  # crown tip this much further from the occlusal plane than the second molar's
@@ -155,7 +155,7 @@ def _objects(ctx: Context, label: int) -> list[tuple[np.ndarray, float]]:
     box = ctx.box(label)
     if box is None:
         return []
-    min_voxels = max(1, int(MIN_OBJECT_MM3 / ctx.voxel_size()))
+    min_voxels = max(1, int(MIN_OBJECT_SIZE[ctx.labels.ndim] / ctx.voxel_size()))
     out = []
     for piece in components(ctx.labels[box] == label, min_voxels):
         index = np.argwhere(piece).mean(axis=0) + [s.start for s in box]
@@ -174,7 +174,7 @@ def _crowned_teeth(ctx: Context, present: list[int], label: int) -> set[int]:
     if box is None:
         return set()
     labels = ctx.labels[box]
-    min_voxels = max(1, int(MIN_OBJECT_MM3 / ctx.voxel_size()))
+    min_voxels = max(1, int(MIN_OBJECT_SIZE[ctx.labels.ndim] / ctx.voxel_size()))
     crowned = set()
     for piece in components(labels == label, min_voxels):
         ring = ndimage.binary_dilation(piece, iterations=2) & ~piece
