@@ -8,21 +8,31 @@
   molars), the bone height along the occlusal normal and the bucco-lingual bone width
   3 mm below the crest (implant planning).
 - Impacted third molars: the angle of the long axis to the occlusal normal.
+- Alveolar bone loss: per present tooth, the distance from its crown tip to the
+  crest of the bone around it (along the occlusal normal), compared with the median
+  of the same jaw's teeth of the same type (at least two); a crest ``BONE_LOSS_EXCESS_MM`` or more
+  lower than its peers is bone loss, reported as CEJ-to-crest distance = the excess
+  + ``NORMAL_CEJ_CREST_MM`` (the crest normally sits about 2 mm below the
+  cemento-enamel junction). Relative by design: crown heights differ between
+  people, so it finds localised loss and misses loss spread evenly over all teeth.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from odontoscan.datasets import measure
 from odontoscan.datasets.findings_schema import Finding, FindingKind, Measurement, Severity, ToothStatus, Unit
-from odontoscan.datasets.labels import Label, is_upper
+from odontoscan.datasets.labels import Label, is_upper, tooth_type
 from odontoscan.models.findings.chart import Chart, impaction_angle
 from odontoscan.models.findings.context import Context
 
 SEARCH_MM = 8.0  # canal / sinus search radius first tried around a tooth (exact beyond it too, only slower)
 CREST_SEARCH_MM = 25.0  # from the occlusal plane down (up) to the alveolar crest
 WIDTH_DEPTH_MM = 3.0  # bone width measured this far below the crest
+BONE_LOSS_EXCESS_MM = 1.1  # crest this much lower than on same-type teeth: bone loss
+NORMAL_CEJ_CREST_MM = 2.0
 
 
 def proximity_severity(distance_mm: float) -> Severity:
@@ -45,6 +55,8 @@ def anatomy_findings(ctx: Context, chart: Chart) -> list[Finding]:
             out.append(_proximity(ctx, fdi, FindingKind.SINUS_PROXIMITY, sinus))
         if chart.status[fdi] is ToothStatus.MISSING and fdi % 10 <= 7 and fdi in chart.site_mm:
             out.append(_edentulous(ctx, fdi, chart))
+    if ctx.volume:
+        out += _bone_loss(ctx, chart)
     return [f for f in out if f is not None]
 
 
@@ -75,6 +87,47 @@ def _impacted(ctx: Context, fdi: int, chart: Chart) -> Finding | None:
         ctx, FindingKind.IMPACTED_TOOTH, fdi, Severity.MODERATE, ctx.tooth_centres[fdi], grade,
         confidence=chart.confidence[fdi], angle_deg=(angle, Unit.DEGREE),
     )
+
+
+def _bone_loss(ctx: Context, chart: Chart) -> list[Finding]:
+    """Bone-loss findings for present teeth whose crest is well below their peers'."""
+    depth: dict[int, tuple[float, np.ndarray]] = {}
+    for fdi in (f for f, s in chart.status.items() if s is ToothStatus.PRESENT):
+        found = _tip_to_crest(ctx, fdi)
+        if found is not None:
+            depth[fdi] = found
+    out = []
+    for fdi, (distance, crest) in depth.items():
+        peers = [d for f, (d, _) in depth.items() if is_upper(f) == is_upper(fdi) and tooth_type(f) is tooth_type(fdi)]
+        if len(peers) < 2:
+            continue
+        excess = distance - float(np.median(peers))
+        if excess >= BONE_LOSS_EXCESS_MM:
+            loss = excess + NORMAL_CEJ_CREST_MM
+            severity = Severity.LOW if loss < 3 else Severity.MODERATE if loss < 5 else Severity.HIGH
+            out.append(_finding(ctx, FindingKind.BONE_LOSS, fdi, severity, crest, confidence=0.6, cej_to_crest_mm=(loss, Unit.MM)))
+    return out
+
+
+def _tip_to_crest(ctx: Context, fdi: int) -> tuple[float, np.ndarray] | None:
+    """(crown tip to bone crest distance in mm along the occlusal normal, crest voxel index)."""
+    box = ctx.box(fdi, margin_mm=2.0)
+    if box is None or ctx.occlusal_up_mm is None:
+        return None
+    labels = ctx.labels[box]
+    tooth = labels == fdi
+    jaw = Label.UPPER_JAWBONE if is_upper(fdi) else Label.LOWER_JAWBONE
+    near = ndimage.distance_transform_edt(~tooth, sampling=ctx.spacing) <= 1.0
+    bone = np.argwhere((labels == jaw) & near) + [s.start for s in box]
+    teeth = np.argwhere(tooth) + [s.start for s in box]
+    if len(bone) == 0 or len(teeth) == 0:
+        return None
+    up_tooth, up_bone = ctx.up_mm(teeth), ctx.up_mm(bone)
+    if is_upper(fdi):  # crowns point down: tip lowest, crest lowest bone point
+        tip, i = float(up_tooth.min()), int(np.argmin(up_bone))
+        return float(up_bone[i]) - tip, bone[i]
+    tip, i = float(up_tooth.max()), int(np.argmax(up_bone))
+    return tip - float(up_bone[i]), bone[i]
 
 
 def _edentulous(ctx: Context, fdi: int, chart: Chart) -> Finding | None:

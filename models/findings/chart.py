@@ -24,6 +24,7 @@ from odontoscan.models.findings.context import Context, components, grow
 # Mean mesio-distal crown widths (mm), central incisor .. third molar.
 UPPER_WIDTHS_MM = (8.5, 6.5, 7.5, 7.0, 6.5, 10.0, 9.0, 8.5)
 LOWER_WIDTHS_MM = (5.0, 5.5, 7.0, 7.0, 7.0, 11.0, 10.5, 10.0)
+STUMP_FRACTION = 0.15  # ... or this much when a crown or bridge wraps it
 PRESENT_FRACTION = 0.35  # of the median size of the scan's teeth of that type: smaller labels are fragments
 MIN_OBJECT_SIZE = {3: 60.0, 2: 15.0}  # mm^3 / mm^2: implants, pontics, crowns smaller than this are stray labels
 CROWNED_SHARE = 0.3  # of a tooth's surface next to a crown or bridge: the tooth is crowned
@@ -59,9 +60,11 @@ def tooth_chart(ctx: Context) -> Chart:
     typical = float(np.median(list(sizes.values()))) if sizes else 0.0
     status = {fdi: ToothStatus.MISSING for fdi in FDI_TEETH}
     confidence = {fdi: 0.9 for fdi in FDI_TEETH}
+    # A crowned tooth keeps only its prepared stump under the crown: a smaller share suffices.
+    crowned = _crowned_teeth(ctx, list(sizes), Label.CROWN) | _crowned_teeth(ctx, list(sizes), Label.BRIDGE)
     for fdi, size in sizes.items():
         expected = _typical_size(sizes, fdi, typical)
-        if size >= PRESENT_FRACTION * expected:
+        if size >= PRESENT_FRACTION * expected or (fdi in crowned and size >= STUMP_FRACTION * expected):
             status[fdi] = ToothStatus.PRESENT
             confidence[fdi] = round(float(np.clip(size / (0.6 * expected), 0.5, 0.99)), 3)
         else:  # a fragment: probably missing, less sure
@@ -69,7 +72,7 @@ def tooth_chart(ctx: Context) -> Chart:
     present = [f for f, s in status.items() if s is ToothStatus.PRESENT]
     site = _site_model(ctx, present)
 
-    for fdi in _crowned_teeth(ctx, present, Label.CROWN) | _crowned_teeth(ctx, present, Label.BRIDGE):
+    for fdi in crowned & set(present):
         status[fdi] = ToothStatus.CROWN  # a bridge's abutments are crowned teeth too
     for label, kind in ((Label.IMPLANT, ToothStatus.IMPLANT), (Label.BRIDGE, ToothStatus.BRIDGE_PONTIC)):
         for index, size in _objects(ctx, label):
