@@ -11,7 +11,7 @@ OUT ?= out/demo
 # pip does not pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv orthanc clean
 
 venv: $(VENV)/.installed
 
@@ -31,7 +31,16 @@ demo: venv
 	$(BIN)/odontoscan phantom pano --seed 2100 --format dicom --out $(OUT)/pano
 	$(BIN)/odontoscan analyze $(OUT)/pano/pano.dcm --out $(OUT)/pano-analysis
 
-test: venv
+# Orthanc + its DICOMweb plugin for the PACS tests (tests/serving/test_pacs.py), installed
+# with apt-get when absent and we are root; never fails: without them those tests skip.
+orthanc:
+	@if ! command -v Orthanc >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null 2>&1 \
+		|| { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null 2>&1; }; } \
+		|| echo "orthanc: apt-get install failed; the PACS tests will be skipped"; \
+	fi
+
+test: venv orthanc
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

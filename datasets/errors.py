@@ -150,6 +150,51 @@ class OutputError(OdontoscanError):
     http_status = 500
 
 
+# --- PACS (DICOMweb) -------------------------------------------------------------------
+
+
+class PacsError(OdontoscanError):
+    """A PACS answered with an error or something that is not valid DICOMweb.
+
+    Messages name the PACS by its URL without credentials and never repeat them.
+    """
+
+    code = "pacs_error"
+    http_status = 502
+
+
+class PacsUnreachableError(PacsError):
+    """The PACS did not answer (connection refused, timeout, repeated 5xx) after the retries."""
+
+    code = "pacs_unreachable"
+    http_status = 503
+
+
+class PacsAuthError(PacsError):
+    """The PACS refused the credentials (HTTP 401/403)."""
+
+    code = "pacs_unauthorized"
+
+
+class StudyNotFoundError(PacsError):
+    """The study (or its image series) is not, or no longer, in the PACS."""
+
+    code = "study_not_found"
+    http_status = 404
+
+
+class PartialRetrieveError(PacsError):
+    """A WADO-RS retrieve returned fewer (or more) instances than the PACS announced."""
+
+    code = "partial_retrieve"
+
+
+class PacsStoreError(PacsError):
+    """The PACS refused a STOW-RS store, or stored only part of it."""
+
+    code = "pacs_store_refused"
+
+
 # --- helpers --------------------------------------------------------------------------
 
 
@@ -187,4 +232,10 @@ __all__ = [
     "ModelFitError",
     "ExportError",
     "OutputError",
+    "PacsError",
+    "PacsUnreachableError",
+    "PacsAuthError",
+    "StudyNotFoundError",
+    "PartialRetrieveError",
+    "PacsStoreError",
 ]

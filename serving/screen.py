@@ -10,6 +10,13 @@ ranking is written as ``OUT/triage.csv``, ``triage.json`` and ``triage.html``.
 
 Re-running the same command skips finished studies (those with findings.json) and
 retries failed or interrupted ones, so a killed batch resumes where it stopped.
+
+With ``pacs=`` (a :class:`~odontoscan.serving.pacs.PacsConfig`) the studies come from a
+PACS over DICOMweb instead: found by QIDO (or given by Study Instance UID), the image
+series of each retrieved by WADO into a temporary folder and analysed the same way
+(``OUT/studies/<StudyInstanceUID>/``). With ``push=True`` the DICOM SEG and SR are
+stored back into the PACS (STOW) and the study counts as done only once that
+succeeded (``pushed.json``); a study analysed but not stored is pushed on the next run.
 Workers are separate processes, each analysing one study at a time (memory stays
 at workers x one analysis); ONNX Runtime threads per worker are the usable cores
 divided by the workers.
@@ -32,14 +39,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from odontoscan.datasets.errors import ConfigError, OdontoscanError
+from odontoscan.datasets.errors import ConfigError, OdontoscanError, OutputError
 from odontoscan.datasets.findings_schema import Findings, FindingKind, Severity, ToothStatus
 from odontoscan.datasets.readers.archive import extract_zip
 from odontoscan.datasets.readers.dicom_series import is_dicom_file
+
+if TYPE_CHECKING:
+    from odontoscan.serving.pacs import PacsConfig
 
 STUDY_SUFFIXES = (".zip", ".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".dcm", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -54,14 +66,17 @@ KIND_WEIGHTS = {
 SEVERITY_WEIGHTS = {Severity.INFO: 0.5, Severity.LOW: 1.0, Severity.MODERATE: 2.0, Severity.HIGH: 3.0}
 MISSING_TOOTH_WEIGHT = 0.5
 STUDIES_DIR = "studies"
+PUSHED_FILE = "pushed.json"
 
 
 @dataclass(frozen=True)
 class Study:
-    """One study of a batch: a stable key (its folder under OUT/studies) and where it is."""
+    """One study of a batch: a stable key (its folder under OUT/studies) and where it is
+    (a path; for a PACS study, the temporary folder it is retrieved into and its UID)."""
 
     key: str
     source: Path
+    uid: str | None = None
 
 
 class TriageRow(BaseModel):
@@ -124,6 +139,27 @@ def find_studies(source: str | Path, workdir: Path) -> list[Study]:
         keys[key] = keys.get(key, 0) + 1
         studies.append(Study(key if keys[key] == 1 else f"{key}-{keys[key]}", path))
     return studies
+
+
+def pacs_studies(
+    config: PacsConfig, workdir: Path, *, study_uids: list[str] | tuple[str, ...] = (), since: date | None = None,
+    modality: str | None = "CT",
+) -> list[Study]:
+    """The studies to screen in a PACS: those given by UID (each checked to exist), else
+    every study with ``modality`` dated ``since`` or later (QIDO). Raises PacsError."""
+    from odontoscan.datasets.errors import StudyNotFoundError
+    from odontoscan.serving.pacs import DicomWebClient
+
+    with DicomWebClient(config) as client:
+        if study_uids:
+            uids = []
+            for uid in study_uids:
+                if not client.search_studies(study_uid=uid):
+                    raise StudyNotFoundError(f"Study {uid} is not in the PACS at {config.display_url()}.")
+                uids.append(uid)
+        else:
+            uids = [s.study_uid for s in client.search_studies(modality=modality, since=since)]
+    return [Study(_key(uid), workdir / "pacs" / _key(uid), uid=uid) for uid in dict.fromkeys(uids)]
 
 
 def _list_file(path: Path) -> list[Path]:
@@ -216,34 +252,77 @@ def _init_worker(cbct_model: str, radiograph_model: str, threads: int | None) ->
     _ANALYZER = Analyzer(cbct_model, radiograph_model, threads=threads)
 
 
-def _analyse(study: Study, target: Path, overlays: bool) -> dict:
-    """Analyse one study into ``target``; returns {"ok": True} or {"ok": False, "code", "message"}."""
+def _analyse(study: Study, target: Path, overlays: bool, pacs: PacsConfig | None = None, push: bool = False,
+             modality: str | None = None) -> dict:
+    """Analyse one study into ``target`` (retrieving it from ``pacs`` first, storing its
+    SEG + SR there with ``push``); returns {"ok": True} or {"ok": False, "code", "message"}."""
     from odontoscan.datasets import load_scan
     from odontoscan.serving.outputs.write import write_outputs
 
     error_file = target / "error.json"
     try:
         started = time.perf_counter()
-        scan = load_scan(study.source)
-        load_s = time.perf_counter() - started
-        result = _ANALYZER.analyze(scan)
-        result.record("load", load_s)
-        write_outputs(result, target, source=study.source, overlays=overlays, report=overlays)
+        if not (target / "findings.json").is_file():  # else: analysed, only the push is missing
+            if pacs is not None:
+                _retrieve(pacs, study, modality)
+            scan = load_scan(study.source)
+            load_s = time.perf_counter() - started
+            result = _ANALYZER.analyze(scan)
+            result.record("load", load_s)
+            write_outputs(result, target, source=study.source, overlays=overlays, report=overlays, dicom=push)
+        if push:
+            _push(pacs, study, target)
         error_file.unlink(missing_ok=True)
         return {"ok": True, "seconds": time.perf_counter() - started}
     except OdontoscanError as exc:
         outcome = {"ok": False, "code": exc.code, "message": exc.message}
     except Exception as exc:  # noqa: BLE001 - one bad study must not stop the batch
         outcome = {"ok": False, "code": "analysis_failed", "message": f"Analysis failed ({type(exc).__name__})."}
+    finally:
+        if study.uid is not None:
+            shutil.rmtree(study.source, ignore_errors=True)
     target.mkdir(parents=True, exist_ok=True)
     _write_atomic(error_file, json.dumps({"code": outcome["code"], "message": outcome["message"]}, indent=2))
     return outcome
 
 
+def _retrieve(pacs: PacsConfig, study: Study, modality: str | None) -> None:
+    """Retrieve the image series of a PACS study into ``study.source`` (a fresh folder)."""
+    from odontoscan.serving.pacs import DicomWebClient
+
+    shutil.rmtree(study.source, ignore_errors=True)
+    with DicomWebClient(pacs) as client:
+        series = client.image_series(study.uid, modality)
+        client.retrieve(study.uid, study.source, series_uid=series.series_uid, expected=series.instances)
+
+
+def _push(pacs: PacsConfig, study: Study, target: Path) -> None:
+    """Store the study's SEG and SR in the PACS, then record ``pushed.json``."""
+    from odontoscan.serving.outputs.write import SEG_FILE, SR_FILE
+    from odontoscan.serving.pacs import DicomWebClient
+
+    files = [target / name for name in (SEG_FILE, SR_FILE) if (target / name).is_file()]
+    if not files:
+        raise OutputError(f"Study {study.key} has no DICOM SEG/SR to push; delete its folder and run again.")
+    with DicomWebClient(pacs) as client:
+        client.store(files)
+    _write_atomic(target / PUSHED_FILE, json.dumps({"files": [f.name for f in files], "pacs": pacs.display_url()}, indent=2))
+
+
+def _done(folder: Path, push: bool) -> bool:
+    """A study is done when analysed and, with ``push``, stored in the PACS."""
+    return (folder / "findings.json").is_file() and (not push or (folder / PUSHED_FILE).is_file())
+
+
 def screen(
-    source: str | Path,
+    source: str | Path | None,
     out: str | Path,
     *,
+    pacs: PacsConfig | None = None,
+    study_uids: list[str] | tuple[str, ...] = (),
+    since: date | None = None,
+    modality: str | None = "CT",
+    push: bool = False,
     workers: int = 1,
     cbct_model: str = "cbct-phantom",
     radiograph_model: str = "pano-phantom",
@@ -252,18 +331,28 @@ def screen(
 ) -> ScreenSummary:
     """Analyse every study of ``source`` not yet done into ``out`` and write the triage.
 
+    ``source`` is a folder, zip or list file; or None with ``pacs`` (then ``study_uids``,
+    ``since`` and ``modality`` select the studies, see :func:`pacs_studies`).
     ``on_progress(study_key, done, total)`` is called after each study (for progress bars).
     """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}.")
+    if (source is None) == (pacs is None):
+        raise ConfigError("Give either an INPUT (folder, zip or list file) or --pacs URL, not both.")
+    if push and pacs is None:
+        raise ConfigError("--push stores results back into a PACS: it needs --pacs URL.")
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    studies = find_studies(source, out / ".work")
+    if pacs is not None:
+        studies = pacs_studies(pacs, out / ".work", study_uids=study_uids, since=since, modality=modality)
+    else:
+        studies = find_studies(source, out / ".work")
     folder = out / STUDIES_DIR
     for stale in folder.glob("*/.tmp-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
-    todo = [s for s in studies if not (folder / s.key / "findings.json").is_file()]
+    todo = [s for s in studies if not _done(folder / s.key, push)]
+    extra = (pacs, push, modality)
     progress = on_progress or (lambda key, done, total: None)
     done_count = len(studies) - len(todo)
     threads = max(1, _cores() // workers)
@@ -271,17 +360,17 @@ def screen(
     if workers == 1 or len(todo) <= 1:
         _init_worker(cbct_model, radiograph_model, threads)
         for study in todo:
-            failed += not _analyse(study, folder / study.key, overlays)["ok"]
+            failed += not _analyse(study, folder / study.key, overlays, *extra)["ok"]
             done_count += 1
             progress(study.key, done_count, len(studies))
     else:
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(cbct_model, radiograph_model, threads)) as pool:
-            futures = {pool.submit(_analyse, study, folder / study.key, overlays): study for study in todo}
+            futures = {pool.submit(_analyse, study, folder / study.key, overlays, *extra): study for study in todo}
             for future in as_completed(futures):
                 failed += not future.result()["ok"]
                 done_count += 1
                 progress(futures[future].key, done_count, len(studies))
-    rows = write_triage(out, [s.key for s in studies])
+    rows = write_triage(out, [s.key for s in studies], push=push)
     shutil.rmtree(out / ".work", ignore_errors=True)
     return ScreenSummary(len(studies), len(todo), len(studies) - len(todo), failed, rows, time.perf_counter() - started)
 
@@ -296,13 +385,14 @@ def _cores() -> int:
 # --- triage -----------------------------------------------------------------------------
 
 
-def write_triage(out: Path, keys: list[str]) -> list[TriageRow]:
+def write_triage(out: Path, keys: list[str], *, push: bool = False) -> list[TriageRow]:
     """Rank the studies of ``keys`` (done first by urgency, then failed) and write
-    triage.json, triage.csv and triage.html into ``out``."""
+    triage.json, triage.csv and triage.html into ``out`` (with ``push``, a study not yet
+    stored in the PACS counts as failed)."""
     rows: list[TriageRow] = []
     for key in keys:
         folder = out / STUDIES_DIR / key
-        if (folder / "findings.json").is_file():
+        if _done(folder, push):
             rows.append(_row(key, Findings.model_validate_json((folder / "findings.json").read_text())))
         else:
             error = json.loads((folder / "error.json").read_text()) if (folder / "error.json").is_file() else {}
@@ -358,4 +448,4 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-__all__ = ["Study", "TriageRow", "ScreenSummary", "find_studies", "urgency", "screen", "write_triage"]
+__all__ = ["Study", "TriageRow", "ScreenSummary", "find_studies", "pacs_studies", "urgency", "screen", "write_triage"]

@@ -1,8 +1,10 @@
-"""``odontoscan screen``: batch pre-screening of a folder, zip or list of studies."""
+"""``odontoscan screen``: batch pre-screening of a folder, zip or list of studies, or of a PACS."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -14,8 +16,14 @@ console = Console()
 
 
 def screen(
-    source: Path = typer.Argument(..., metavar="INPUT", help="Folder of studies, zip of studies, or a list file (one path per line)."),
+    source: Optional[Path] = typer.Argument(None, metavar="[INPUT]", help="Folder of studies, zip of studies, or a list file (one path per line); omit with --pacs."),
     out: Path = typer.Option(..., "--out", help="Output folder: studies/<study>/ results, triage.csv/.json/.html."),
+    pacs: Optional[str] = typer.Option(None, "--pacs", help="DICOMweb root of a PACS to screen instead of INPUT (e.g. http://127.0.0.1:8042/dicom-web). Credentials: ODONTOSCAN_PACS_USER/_PASSWORD or _TOKEN, or --pacs-config."),
+    pacs_config: Optional[Path] = typer.Option(None, "--pacs-config", help="YAML/JSON file with the PACS url and auth (see README, 'PACS (Orthanc)')."),
+    study: list[str] = typer.Option([], "--study", help="Study Instance UID to screen (repeatable); default: every study found by --since/--modality."),
+    since: Optional[datetime] = typer.Option(None, "--since", formats=["%Y-%m-%d"], help="Only studies dated on or after YYYY-MM-DD."),
+    modality: str = typer.Option("CT", "--modality", help="Modality of the studies and series to screen in the PACS."),
+    push: bool = typer.Option(False, "--push", help="Store the DICOM SEG and SR of each study back into the PACS (STOW-RS)."),
     workers: int = typer.Option(1, "--workers", help="Parallel worker processes (each holds one analysis in memory, ~2 GB for a full CBCT)."),
     cbct_model: str = typer.Option("cbct-phantom", "--cbct-model", help="CBCT model: directory, shipped name or models:/NAME@alias."),
     radiograph_model: str = typer.Option("pano-phantom", "--radiograph-model", help="Radiograph model: directory, shipped name or models:/NAME@alias."),
@@ -24,6 +32,12 @@ def screen(
 ) -> None:
     """Analyse many studies and rank them by urgency; re-running skips finished studies."""
     from odontoscan.serving.screen import screen as run
+
+    config = None
+    if pacs or pacs_config:
+        from odontoscan.serving.pacs import load_pacs_config
+
+        config = load_pacs_config(pacs, pacs_config)
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -35,7 +49,8 @@ def screen(
             elapsed = max(progress.get_time() - started, 1e-6)
             progress.update(task, completed=done, total=total, rate=f"{done / elapsed * 60:.1f} studies/min")
 
-        summary = run(source, out, workers=workers, cbct_model=cbct_model, radiograph_model=radiograph_model,
+        summary = run(source, out, pacs=config, study_uids=study, since=since.date() if since else None, modality=modality,
+                      push=push, workers=workers, cbct_model=cbct_model, radiograph_model=radiograph_model,
                       overlays=overlays, on_progress=advance)
     table = Table(title=f"Triage: {summary.total} studies ({summary.analysed} analysed now, {summary.skipped} already done, {summary.failed} failed)")
     for column in ("rank", "study", "status", "urgency", "findings", "top findings / error"):
@@ -47,4 +62,32 @@ def screen(
     console.print(f"wrote {escape(str(out / 'triage.html'))} in {summary.seconds:.1f} s")
 
 
-__all__ = ["screen"]
+
+
+def watch(
+    pacs: Optional[str] = typer.Option(None, "--pacs", help="DICOMweb root of the PACS to watch (credentials as for screen --pacs)."),
+    pacs_config: Optional[Path] = typer.Option(None, "--pacs-config", help="YAML/JSON file with the PACS url and auth."),
+    out: Path = typer.Option(..., "--out", help="Output folder, as for screen; what is done there is never redone."),
+    interval: float = typer.Option(60.0, "--interval", help="Seconds between two looks at the PACS."),
+    once: bool = typer.Option(False, "--once", help="Look once, analyse what is new, and exit."),
+    since: Optional[datetime] = typer.Option(None, "--since", formats=["%Y-%m-%d"], help="Only studies dated on or after YYYY-MM-DD."),
+    modality: str = typer.Option("CT", "--modality", help="Modality of the studies and series to analyse."),
+    push: bool = typer.Option(False, "--push", help="Store the DICOM SEG and SR of each study back into the PACS."),
+    overlays: bool = typer.Option(True, "--overlays/--no-overlays", help="Render overlays and report.html per study."),
+) -> None:
+    """Watch a PACS: analyse each new study once (QIDO poll), remembering what is done in OUT."""
+    import time
+
+    from odontoscan.serving.pacs import load_pacs_config
+    from odontoscan.serving.screen import screen as run
+
+    config = load_pacs_config(pacs, pacs_config)
+    while True:
+        summary = run(None, out, pacs=config, since=since.date() if since else None, modality=modality, push=push, overlays=overlays)
+        console.print(f"{summary.total} studies in the PACS: {summary.analysed} analysed now ({summary.failed} failed), {summary.skipped} already done")
+        if once:
+            return
+        time.sleep(interval)
+
+
+__all__ = ["screen", "watch"]
