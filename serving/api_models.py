@@ -60,6 +60,14 @@ class AnalyzeForm(AnalyzeOptions):
         return AnalyzeOptions.model_validate(self.model_dump(exclude={"file"}))
 
 
+class PacsJobRequest(AnalyzeOptions):
+    """The JSON body of ``/v1/jobs`` for a study in the service's PACS (instead of an upload):
+    its Study Instance UID and the usual options. ``modality`` also picks the series
+    (default: the image series with the most instances)."""
+
+    pacs_study_uid: str = Field(pattern=r"^[0-9.]{1,64}$", description="Study Instance UID of the study in the configured PACS.")
+
+
 class Links(BaseModel):
     """Where the stored files of a result are served (paths on this server)."""
 
@@ -77,7 +85,7 @@ class AnalysisResponse(BaseModel):
 
 
 class Progress(BaseModel):
-    stage: str = Field(description="queued, starting, loading, inference, findings, outputs, done or failed.")
+    stage: str = Field(description="queued, starting, retrieving (PACS jobs), loading, inference, findings, outputs, done or failed.")
     fraction: float = Field(ge=0, le=1, description="Share of the work done when the stage started (a rough guide, not a time estimate).")
 
 
@@ -155,6 +163,7 @@ __all__ = [
     "ErrorBody",
     "AnalyzeOptions",
     "AnalyzeForm",
+    "PacsJobRequest",
     "Links",
     "AnalysisResponse",
     "Progress",

@@ -298,6 +298,43 @@ class DicomWebClient:
         log.info("stored %d file(s) in %s", len(files), self.config.display_url())
         return len(files)
 
+    # --- Orthanc REST (beside DICOMweb) -------------------------------------------------
+
+    def orthanc_root(self) -> str | None:
+        """The Orthanc REST root when the PACS is Orthanc (``/system`` answers at the
+        DICOMweb root's parent), else None."""
+        root = self.config.url.rsplit("/", 1)[0]
+        try:
+            answer = self._http.get(f"{root}/system")
+            system = answer.json() if answer.status_code == 200 else None
+        except (httpx.TransportError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return root if isinstance(system, dict) and "ApiVersion" in system else None
+
+    def orthanc_study_changes(self, root: str, since: int) -> tuple[dict[str, bool | None], int]:
+        """Orthanc's change log after index ``since``: the latest state of each study it
+        names (Orthanc study id -> True once stable, False while new, None when deleted)
+        and the index of the last change read."""
+        states: dict[str, bool | None] = {}
+        kinds = {"NewStudy": False, "StableStudy": True, "Deleted": None}
+        while True:
+            page = self._request("GET", f"{root}/changes", what="change log", params={"since": since, "limit": 1000}).json()
+            for change in page.get("Changes", []):
+                if change.get("ResourceType") == "Study" and change.get("ChangeType") in kinds:
+                    states[change["ID"]] = kinds[change["ChangeType"]]
+            since = int(page.get("Last", since))
+            if page.get("Done", True) or not page.get("Changes"):
+                return states, since
+
+    def orthanc_study_uid(self, root: str, study_id: str) -> str | None:
+        """The StudyInstanceUID of an Orthanc study id, or None when the study is gone."""
+        answer = self._request("GET", f"{root}/studies/{study_id}", what="study lookup", check=False)
+        if answer.status_code == 404:
+            return None
+        if answer.status_code >= 400:
+            raise PacsError(f"The PACS at {self.config.display_url()} refused the study lookup (HTTP {answer.status_code}).")
+        return answer.json().get("MainDicomTags", {}).get("StudyInstanceUID")
+
     # --- HTTP ---------------------------------------------------------------------------
 
     def _json(self, method: str, path: str, *, what: str, missing: str | None = None, **kwargs) -> list[dict]:

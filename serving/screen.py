@@ -67,6 +67,7 @@ SEVERITY_WEIGHTS = {Severity.INFO: 0.5, Severity.LOW: 1.0, Severity.MODERATE: 2.
 MISSING_TOOTH_WEIGHT = 0.5
 STUDIES_DIR = "studies"
 PUSHED_FILE = "pushed.json"
+WATCH_STATE_FILE = "watch_state.json"
 
 
 @dataclass(frozen=True)
@@ -375,6 +376,50 @@ def screen(
     return ScreenSummary(len(studies), len(todo), len(studies) - len(todo), failed, rows, time.perf_counter() - started)
 
 
+def watch_once(
+    out: str | Path,
+    pacs: PacsConfig,
+    *,
+    since: date | None = None,
+    modality: str | None = "CT",
+    push: bool = False,
+    overlays: bool = True,
+    cbct_model: str = "cbct-phantom",
+    radiograph_model: str = "pano-phantom",
+) -> ScreenSummary:
+    """One look of ``odontoscan watch``: screen the PACS's studies not yet done.
+
+    When the PACS is Orthanc, its change log (``/changes?since=N``) tells which studies
+    are still arriving (NewStudy, no StableStudy yet): those wait for the next look. The
+    last change index and the waiting studies are kept in ``OUT/watch_state.json``.
+    Other PACSs: every study found by QIDO (as :func:`screen`). Raises PacsError.
+    """
+    from odontoscan.serving.pacs import DicomWebClient
+
+    out = Path(out)
+    options = {"pacs": pacs, "since": since, "modality": modality, "push": push, "overlays": overlays,
+               "cbct_model": cbct_model, "radiograph_model": radiograph_model}
+    with DicomWebClient(pacs) as client:
+        root = client.orthanc_root()
+        if root is None:
+            return screen(None, out, **options)
+        state_file = out / WATCH_STATE_FILE
+        state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+        waiting: dict[str, str] = dict(state.get("waiting", {}))  # Orthanc study id -> StudyInstanceUID
+        changes, last = client.orthanc_study_changes(root, int(state.get("last_change", 0)))
+        for study_id, stable in changes.items():
+            uid = None if stable is not False else client.orthanc_study_uid(root, study_id)
+            if uid is None:
+                waiting.pop(study_id, None)
+            else:
+                waiting[study_id] = uid
+        arriving = set(waiting.values())
+        uids = [s.study_uid for s in client.search_studies(modality=modality, since=since) if s.study_uid not in arriving]
+    summary = screen(None, out, study_uids=uids, **options) if uids else ScreenSummary(0, 0, 0, 0, [], 0.0)
+    _write_atomic(state_file, json.dumps({"last_change": last, "waiting": waiting}, indent=2))
+    return summary
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -448,4 +493,4 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-__all__ = ["Study", "TriageRow", "ScreenSummary", "find_studies", "pacs_studies", "urgency", "screen", "write_triage"]
+__all__ = ["Study", "TriageRow", "ScreenSummary", "find_studies", "pacs_studies", "urgency", "screen", "watch_once", "write_triage"]

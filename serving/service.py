@@ -33,7 +33,9 @@ Configuration, from the environment (``odontoscan serve`` sets it from its optio
 ``ODONTOSCAN_API_KEYS`` (comma-separated; none: no authentication),
 ``ODONTOSCAN_WORKERS`` (1), ``ODONTOSCAN_ORT_THREADS`` (default: cores // workers),
 ``ODONTOSCAN_BATCHING`` (1; 0 analyses each radiograph on its own),
-``ODONTOSCAN_REQUEST_TIMEOUT_S`` (600), ``MLFLOW_TRACKING_URI`` (for ``models:/``).
+``ODONTOSCAN_REQUEST_TIMEOUT_S`` (600), ``MLFLOW_TRACKING_URI`` (for ``models:/``),
+``ODONTOSCAN_PACS_URL`` (+ ``_USER``/``_PASSWORD`` or ``_TOKEN``) or ``ODONTOSCAN_PACS_CONFIG``
+(the PACS of ``POST /v1/jobs {"pacs_study_uid"}``; none: such jobs are refused with 422).
 
 Each worker process has one :class:`~odontoscan.models.pipeline.Analyzer` and runs at
 most one synchronous CBCT analysis, one radiograph batch and one job at a time.
@@ -87,7 +89,7 @@ from fastapi import FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from bentoml.exceptions import ServiceUnavailable
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -106,6 +108,7 @@ from odontoscan.serving.api_models import (
     AnalyzeForm,
     AnalyzeOptions,
     ApiError,
+    PacsJobRequest,
     ErrorBody,
     ErrorInfo,
     JobAccepted,
@@ -118,13 +121,16 @@ from odontoscan.serving.api_models import (
     describe_validation,
 )
 from odontoscan.serving.jobs import Job, JobRunner, JobState, Store, new_id
+from odontoscan.serving.pacs import ENV_URL, DicomWebClient, PacsConfig, load_pacs_config
 from odontoscan.serving.outputs.write import FINDINGS_FILE, LABELS_FILE, OVERLAYS_DIR, REPORT_FILE, write_outputs
 
 log = logging.getLogger("odontoscan.serving")
 
 MAX_BATCH_SIZE = 8
+ENV_PACS_CONFIG = "ODONTOSCAN_PACS_CONFIG"
+PACS_UPLOAD = "pacs-study"  # the job's "upload": a folder the worker retrieves the study into
 MAX_BATCH_LATENCY_MS = 120_000  # the dispatcher answers 503 past this; radiographs take ~1 s each
-STAGE_FRACTIONS = {"loading": 0.05, "inference": 0.1, "findings": 0.8, "outputs": 0.9}
+STAGE_FRACTIONS = {"retrieving": 0.01, "loading": 0.05, "inference": 0.1, "findings": 0.8, "outputs": 0.9}
 UPLOAD_HELP = (
     "Send a DICOM file or a .zip of a DICOM series, a NIfTI (.nii/.nii.gz), MHA or NRRD volume, "
     "or a PNG, JPEG or TIFF radiograph."
@@ -158,6 +164,15 @@ def _env_flag(name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a yes/no value; use 1 or 0.")
 
 
+def _pacs_from_env() -> PacsConfig | None:
+    """The PACS of ODONTOSCAN_PACS_CONFIG / ODONTOSCAN_PACS_URL (+ credentials), or None
+    when neither is set. Raises ConfigError when they are set but wrong."""
+    config_file = os.environ.get(ENV_PACS_CONFIG) or None
+    if config_file is None and not os.environ.get(ENV_URL):
+        return None
+    return load_pacs_config(None, config_file)
+
+
 def default_data_dir() -> Path:
     """Where results and jobs are kept when ODONTOSCAN_DATA_DIR is not set."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -177,6 +192,8 @@ class Settings:
     threads: int = 1  # ONNX Runtime intra-op threads of each worker
     batching: bool = True
     tracking_uri: str | None = None
+    pacs: PacsConfig | None = None  # where POST /v1/jobs {"pacs_study_uid"} retrieves studies from
+
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -193,6 +210,7 @@ class Settings:
             threads=threads,
             batching=_env_flag("ODONTOSCAN_BATCHING", True),
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or None,
+            pacs=_pacs_from_env(),
         )
 
     @property
@@ -356,6 +374,22 @@ async def _http_error(_: Any, exc: StarletteHTTPException) -> JSONResponse:
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody} for status in statuses}
+
+
+async def _json_body(request: Request) -> Any:
+    """The request's JSON body; a 422 when it is not JSON."""
+    try:
+        return await request.json()
+    except ValueError:
+        raise ApiError(422, "invalid_request", "The request body is not valid JSON.") from None
+
+
+def _validated(model: type[BaseModel], data: Any) -> Any:
+    """``data`` as ``model``; a validation error answers 422 like FastAPI's own."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
 
 
 api = FastAPI(
@@ -525,14 +559,29 @@ class OdontoscanService:
             _metrics()["analyses"].labels("sync", outcome).inc()
         return AnalysisResponse(result_id=result_id, findings=result.findings, links=self._links(result_id))
 
+    def _retrieve(self, request: PacsJobRequest, folder: Path) -> None:
+        """Retrieve the study's image series (of ``request.modality`` when given) from the
+        service's PACS into ``folder`` (emptied first). Raises PacsError."""
+        if self.settings.pacs is None:  # configured at submit time, but not in this worker
+            raise ConfigError(f"This service has no PACS ({ENV_URL} or {ENV_PACS_CONFIG}); submit the scan as an upload.")
+        shutil.rmtree(folder, ignore_errors=True)
+        modality = request.modality.value if request.modality else None
+        with DicomWebClient(self.settings.pacs) as client:
+            series = client.image_series(request.pacs_study_uid, modality)
+            client.retrieve(request.pacs_study_uid, folder, series_uid=series.series_uid, expected=series.instances)
+
     def _run_job(self, job: Job, progress: Any) -> str:
         """Run one job (in the job thread): the stored upload to a stored result."""
         started = time.perf_counter()
-        options = AnalyzeOptions.model_validate_json(job.options)
+        from_pacs = job.upload == PACS_UPLOAD
+        options = (PacsJobRequest if from_pacs else AnalyzeOptions).model_validate_json(job.options)
         upload = self.store.job_dir(job.id) / job.upload
         outcome = "internal_error"
         try:
-            if not upload.is_file():
+            if from_pacs:
+                progress("retrieving", STAGE_FRACTIONS["retrieving"])
+                self._retrieve(options, upload)
+            elif not upload.is_file():
                 raise ScanReadError("The job's uploaded scan is missing from the data directory; submit the scan again.")
             progress("loading", STAGE_FRACTIONS["loading"])
             scan = self._load(upload, options)
@@ -596,22 +645,49 @@ class OdontoscanService:
             upload = await save_upload(form, Path(tmp))
             return await self._analyze_upload(upload, options)
 
-    @api.post("/jobs", status_code=202, response_model=JobAccepted, responses=_errors(401, 413, 415, 422))
-    async def submit_job(self, form: UploadForm) -> JSONResponse:
-        """Queue one scan for analysis in the background (for long CBCT work); poll GET /v1/jobs/{job_id}."""
-        options = form.options()
+    @api.post(
+        "/jobs",
+        status_code=202,
+        response_model=JobAccepted,
+        responses=_errors(401, 413, 415, 422),
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": {"$ref": "#/components/schemas/AnalyzeForm"}},
+            "application/json": {"schema": PacsJobRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+        }}},
+    )
+    async def submit_job(self, request: Request) -> JSONResponse:
+        """Queue one scan for analysis in the background (for long CBCT work); poll GET /v1/jobs/{job_id}.
+
+        The scan is a multipart upload (as for /v1/analyze) or, with a JSON body
+        ``{"pacs_study_uid": ...}``, a study the job retrieves from the service's PACS."""
         job_id = new_id()
         folder = self.store.job_dir(job_id)
-        try:
-            upload = await save_upload(form, folder)
-            await anyio.to_thread.run_sync(self.store.add_job, job_id, upload.name, options.model_dump_json())
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
+        if request.headers.get("content-type", "").lower().startswith("application/json"):
+            body = _validated(PacsJobRequest, await _json_body(request))
+            if self.settings.pacs is None:
+                raise ApiError(
+                    422, "pacs_not_configured",
+                    f"This service has no PACS: set {ENV_URL} (and its credentials) or {ENV_PACS_CONFIG} "
+                    "to analyse studies by pacs_study_uid, or upload the scan as multipart 'file'.",
+                )
+            await anyio.to_thread.run_sync(self.store.add_job, job_id, PACS_UPLOAD, body.model_dump_json())
+        else:
+            form = await request.form()
+            try:
+                fields = {k: v for k, v in form.multi_items() if v != ""}
+                upload_form = _validated(AnalyzeForm, fields)
+                options = upload_form.options()
+                upload = await save_upload(upload_form, folder)
+                await anyio.to_thread.run_sync(self.store.add_job, job_id, upload.name, options.model_dump_json())
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            finally:
+                await form.close()
         self.runner.wake()
         status_url = f"/v1/jobs/{job_id}"
-        body = JobAccepted(job_id=job_id, status=JobState.QUEUED, links={"status": status_url})
-        return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": status_url})
+        accepted = JobAccepted(job_id=job_id, status=JobState.QUEUED, links={"status": status_url})
+        return JSONResponse(accepted.model_dump(mode="json"), status_code=202, headers={"Location": status_url})
 
     @api.get("/jobs/{job_id}", response_model=JobStatus, responses=_errors(401, 404))
     async def job_status(self, job_id: str) -> JobStatus:

@@ -75,15 +75,15 @@ def watch(
     push: bool = typer.Option(False, "--push", help="Store the DICOM SEG and SR of each study back into the PACS."),
     overlays: bool = typer.Option(True, "--overlays/--no-overlays", help="Render overlays and report.html per study."),
 ) -> None:
-    """Watch a PACS: analyse each new study once (QIDO poll), remembering what is done in OUT."""
+    """Watch a PACS: analyse each new study once it is complete (Orthanc: stable; else QIDO poll), remembering what is done in OUT."""
     import time
 
     from odontoscan.serving.pacs import load_pacs_config
-    from odontoscan.serving.screen import screen as run
+    from odontoscan.serving.screen import watch_once
 
     config = load_pacs_config(pacs, pacs_config)
     while True:
-        summary = run(None, out, pacs=config, since=since.date() if since else None, modality=modality, push=push, overlays=overlays)
+        summary = watch_once(out, config, since=since.date() if since else None, modality=modality, push=push, overlays=overlays)
         console.print(f"{summary.total} studies in the PACS: {summary.analysed} analysed now ({summary.failed} failed), {summary.skipped} already done")
         if once:
             return
