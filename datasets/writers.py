@@ -7,12 +7,14 @@ that go back into the source geometry of the scan they came from.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import SimpleITK as sitk
@@ -238,6 +240,24 @@ def staged_output(out: str | Path) -> Iterator[Path]:
             elif target.exists() or target.is_symlink():
                 target.unlink()
             item.rename(target)
+
+
+@contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing (``mode`` "w" text UTF-8 or
+    "wb"); when the block succeeds it replaces ``path`` (readable, 0644), when it raises
+    the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def now_stamp() -> str:

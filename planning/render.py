@@ -10,12 +10,11 @@ HTML-escaped. The disclaimer (a draft for a dentist to confirm) comes first.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from decimal import Decimal
 from pathlib import Path
 
 from odontoscan.planning.schema import PlanItem, PlanPhase, TreatmentPlan
+from odontoscan.datasets.writers import atomic_file
 
 _CSS = """
 .plan { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; max-width: 1100px; }
@@ -179,20 +178,10 @@ def write_plan(plan: TreatmentPlan, out_dir: str | Path) -> tuple[Path, Path]:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    texts = {PLAN_JSON: plan.model_dump_json(indent=2) + "\n", PLAN_HTML: render_plan_html(plan)}
-    staged: list[tuple[str, Path]] = []
-    try:
-        for name, text in texts.items():
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}-", suffix=".tmp")
-            staged.append((tmp, out_dir / name))
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(tmp, 0o644)
-        for tmp, target in staged:
-            os.replace(tmp, target)
-    finally:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
+    plan_json, plan_html = plan.model_dump_json(indent=2) + "\n", render_plan_html(plan)
+    with atomic_file(out_dir / PLAN_JSON) as json_file, atomic_file(out_dir / PLAN_HTML) as html_file:
+        json_file.write(plan_json)
+        html_file.write(plan_html)
     return out_dir / PLAN_JSON, out_dir / PLAN_HTML
 
 

@@ -34,7 +34,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -49,6 +48,7 @@ from odontoscan.datasets.errors import ConfigError, OdontoscanError, OutputError
 from odontoscan.datasets.findings_schema import Findings, FindingKind, Severity, ToothStatus
 from odontoscan.datasets.readers.archive import extract_zip
 from odontoscan.datasets.readers.dicom_series import is_dicom_file
+from odontoscan.datasets.writers import atomic_file
 
 if TYPE_CHECKING:
     from odontoscan.serving.pacs import PacsConfig
@@ -482,15 +482,8 @@ def _html(rows: list[TriageRow]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        handle.write(text)
 
 
 __all__ = ["Study", "TriageRow", "ScreenSummary", "find_studies", "pacs_studies", "urgency", "screen", "watch_once", "write_triage"]

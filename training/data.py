@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from odontoscan.datasets.errors import ConfigError
 from odontoscan.models.preprocess import PreprocessConfig, preprocess, resample
 from odontoscan.training.config import FolderData, PhantomData, TrainConfig
 from odontoscan.training.labels import to_channels
+from odontoscan.datasets.writers import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +99,8 @@ def generate_phantom(task: str, seed: int, size: str) -> tuple[np.ndarray, np.nd
 
 
 def _write_atomically(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def phantom_arrays(

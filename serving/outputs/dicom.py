@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -57,7 +56,7 @@ from odontoscan.datasets.readers.dicom_series import (
 from odontoscan.datasets.readers.dicom_volume import order_and_check, slices_of
 from odontoscan.datasets.scan import Scan
 from odontoscan.datasets.version import odontoscan_version
-from odontoscan.datasets.writers import deterministic_uid
+from odontoscan.datasets.writers import atomic_file, deterministic_uid
 
 try:  # an optional dependency: the "dicom" extra
     import highdicom as hd
@@ -498,15 +497,8 @@ def write_sr(
 
 def _save_atomic(dataset: Dataset, path: Path) -> Path:
     """Save to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            dataset.save_as(fh, enforce_file_format=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as handle:
+        dataset.save_as(handle, enforce_file_format=True)
     return path
 
 

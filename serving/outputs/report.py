@@ -15,13 +15,12 @@ from __future__ import annotations
 import base64
 import html
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from odontoscan.datasets.findings_schema import Finding, Findings, Severity, ToothStatus, Unit
 from odontoscan.serving.outputs.overlays import OVERVIEW_NAMES, PANO_NAME, SEVERITY_COLOURS
+from odontoscan.datasets.writers import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -288,15 +287,8 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     text = render_report(findings, out_dir, title=title, plan_html=plan_html, note=note)
     target = out_dir / REPORT_NAME
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".report-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as handle:
+        handle.write(text)
     return target
 
 
