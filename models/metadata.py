@@ -38,6 +38,7 @@ MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 METADATA_FILE = "model.json"
 CARD_FILE = "MODEL_CARD.md"
+REFINER_FILE = "refiner.onnx"
 ONNX_METADATA_KEY = "odontoscan"
 VOLUME_MODALITIES = ("CT",)
 RADIOGRAPH_MODALITIES = ("PX", "DX", "IO", "CR")
@@ -52,6 +53,19 @@ class Int8Variant(BaseModel):
     sha256: str | None = None  # filled in by write_model_dir
     dice_agreement: float = Field(ge=0, le=1)  # argmax agreement with the fp32 model on phantoms
     calibration: str  # what the calibration data were
+
+
+class RefinerRef(BaseModel):
+    """The fine model of a coarse-to-fine pair, stored beside the coarse one (see
+    :mod:`odontoscan.models.refine`): an ONNX file carrying its own metadata."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = Field(REFINER_FILE, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*\.onnx$")  # a file in the same directory
+    sha256: str | None = None  # filled in by write_model_dir
+
+
+REFINED_CLASSES = (0, 3, 8, 9, 10, 11, 200, 201, 202, 203)  # what a refining model may predict
 
 
 class ModelMetadata(BaseModel):
@@ -74,6 +88,8 @@ class ModelMetadata(BaseModel):
     classes: list[int]
     merge: dict[int, int] = Field(default_factory=dict)
     tooth_sides: Literal["fdi", "midline"] = "fdi"  # "midline": see odontoscan.models.teeth
+    refines: bool = False  # the fine model of a coarse-to-fine pair; never run alone
+    refiner: RefinerRef | None = None  # this model's fine model (odontoscan.models.refine)
     label_names: dict[int, str]
     preprocess: PreprocessConfig
     patch_size: list[int]
@@ -103,6 +119,10 @@ class ModelMetadata(BaseModel):
             raise ValueError("classes must start with 0 (background) and not repeat an id")
         if self.tooth_sides == "midline" and any(k in LEFT_SIDE_TEETH for k in self.classes):
             raise ValueError("a tooth_sides 'midline' model predicts right-side tooth ids only")
+        if self.refines and (self.refiner is not None or self.task != "cbct" or set(self.classes) - set(REFINED_CLASSES)):
+            raise ValueError(f"a refining model is a CBCT model predicting only ids {list(REFINED_CLASSES)}, without a refiner of its own")
+        if self.refiner is not None and self.task != "cbct":
+            raise ValueError("only CBCT models carry a refiner")
         missing = sorted(set(self.output_classes) - set(self.label_names))
         if missing:
             raise ValueError(f"label_names lacks ids {missing}")
@@ -208,15 +228,23 @@ def write_model_dir(
     out_dir: str | Path,
     *,
     int8_model: bytes | str | Path | None = None,
+    refiner_model: str | Path | None = None,
 ) -> ModelMetadata:
-    """Write ``model.onnx`` (+ ``model.int8.onnx``) with embedded metadata and ``model.json``.
+    """Write ``model.onnx`` (+ ``model.int8.onnx``, + the refiner ONNX file of a
+    coarse-to-fine pair, copied as it is) with embedded metadata and ``model.json``.
 
     Returns the metadata as written (with the SHA-256 of the final ``model.onnx``, and
-    of the int8 file in ``metadata.int8``). ``out_dir`` is created; the caller makes
+    of the int8 and refiner files in ``metadata.int8`` / ``metadata.refiner``). ``out_dir`` is created; the caller makes
     the whole write atomic (export writes into a temp dir and moves it into place).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if refiner_model is not None:
+        if metadata.refiner is None:
+            raise ValueError("metadata.refiner must describe the refiner that is written")
+        refiner_path = out_dir / metadata.refiner.file
+        refiner_path.write_bytes(Path(refiner_model).read_bytes())
+        metadata = metadata.model_copy(update={"refiner": metadata.refiner.model_copy(update={"sha256": sha256_file(refiner_path)})})
     model_path = out_dir / MODEL_FILE
     model_path.write_bytes(embed_metadata(_as_bytes(onnx_model), metadata))
     if int8_model is not None:
@@ -269,6 +297,21 @@ def read_model_dir(path: str | Path, *, precision: Literal["fp32", "int8"] = "fp
         raise ModelError(f"Model directory '{path.name}' lacks {metadata.int8.file} named in {METADATA_FILE}; re-export it.")
     _check_hash(int8_path, metadata.int8.sha256, path.name)
     return ModelDir(path, int8_path, metadata.model_copy(update={"precision": "int8", "sha256": metadata.int8.sha256}))
+
+
+def read_refiner(model_dir: ModelDir) -> ModelDir | None:
+    """The fine model named by ``model_dir.metadata.refiner`` (hash checked), or None."""
+    ref = model_dir.metadata.refiner
+    if ref is None:
+        return None
+    path = model_dir.path / ref.file
+    if not path.is_file():
+        raise ModelError(f"Model directory '{model_dir.path.name}' lacks its refiner {ref.file} named in {METADATA_FILE}; re-export it.")
+    _check_hash(path, ref.sha256, model_dir.path.name)
+    metadata = embedded_metadata(path)
+    if not metadata.refines:
+        raise ModelError(f"{ref.file} in '{model_dir.path.name}' is not a refining model (labels.refines); re-export the pair.")
+    return ModelDir(model_dir.path, path, metadata.model_copy(update={"sha256": ref.sha256}))
 
 
 def _check_hash(file: Path, expected: str | None, folder: str) -> None:

@@ -19,8 +19,9 @@ from typing import Literal
 import numpy as np
 
 from odontoscan.datasets.errors import ConfigError, ModelError
-from odontoscan.models.metadata import ModelMetadata, read_model_dir
+from odontoscan.models.metadata import ModelMetadata, read_model_dir, read_refiner
 from odontoscan.models.preprocess import preprocess, resample
+from odontoscan.models.refine import dental_region, merge_refined
 from odontoscan.models.sliding_window import blend_slabs
 from odontoscan.models.teeth import assign_tooth_sides
 
@@ -75,6 +76,8 @@ class OnnxModel:
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise ModelError(f"ONNX Runtime cannot load '{self.path.name}' ({type(exc).__name__}: {exc}).") from None
         self.session_options = options
+        refiner = read_refiner(model_dir)
+        self.refiner: OnnxModel | None = OnnxModel(refiner.onnx_path, threads=self.threads) if refiner is not None else None
 
     @property
     def num_classes(self) -> int:
@@ -116,11 +119,14 @@ class OnnxModel:
 
         ``array`` is a scan in canonical index order with voxel size ``spacing`` (mm).
         ``roi`` limits inference to a box of scan voxels (everything outside is
-        background), for coarse-to-fine use. Peak memory beyond the input and the
+        background). A model with a refiner runs it on the dental region it found
+        (:mod:`odontoscan.models.refine`) unless ``postprocess`` is false. Peak memory beyond the input and the
         output label maps: the preprocessed image (float32), a label map at the model's
         spacing and the blending buffers of :mod:`odontoscan.models.sliding_window`.
         """
         m = self.metadata
+        if m.refines:
+            raise ModelError(f"Model '{m.name}' is the fine half of a coarse-to-fine pair; run the coarse model that names it as its refiner.")
         if array.ndim != m.spatial_dims or len(spacing) != array.ndim:
             raise ModelError(f"Model '{m.name}' needs a {m.spatial_dims}D array with one spacing per axis, got {array.shape}.")
         lut = np.asarray(m.classes, dtype=np.uint8 if max(m.classes) <= 255 else np.uint16)
@@ -140,9 +146,32 @@ class OnnxModel:
             labels = assign_tooth_sides(labels, model_spacing)
         if m.preprocess.spacing_mm is not None:
             labels = resample(labels, m.preprocess.spacing_mm, tuple(spacing), order=0, shape=region.shape)
-        out[box] = labels
         clock.lap("postprocess")
+        if self.refiner is not None and postprocess:
+            self._refine(region, tuple(spacing), labels, clock)
+        out[box] = labels
         return out
+
+    def _refine(self, region: np.ndarray, spacing: tuple[float, ...], labels: np.ndarray, clock: _Clock) -> None:
+        """Re-segment the dental region of ``labels`` (the coarse answer on ``region``'s grid)
+        with the refiner and merge its answer in place."""
+        fine_model = self.refiner
+        assert fine_model is not None
+        dental = dental_region(labels, spacing)
+        if dental is None:
+            return
+        fine_meta = fine_model.metadata
+        fine_spacing = tuple(fine_meta.preprocess.spacing_mm) if fine_meta.preprocess.spacing_mm is not None else spacing
+        image = preprocess(region[dental], spacing, fine_meta.preprocess)
+        clock.lap("preprocess")
+        fine_lut = np.asarray(fine_meta.classes, dtype=labels.dtype)
+        fine = fine_model._segment_preprocessed(image, fine_lut, overlap=0.25, batch_size=2)
+        del image
+        clock.lap("inference")
+        coarse = resample(labels[dental], spacing, fine_spacing, order=0, shape=fine.shape)
+        merged = merge_refined(coarse, fine, fine_spacing)
+        labels[dental] = resample(merged, fine_spacing, spacing, order=0, shape=labels[dental].shape)
+        clock.lap("postprocess")
 
     def _segment_preprocessed(self, image: np.ndarray, lut: np.ndarray, *, overlap: float, batch_size: int) -> np.ndarray:
         """Sliding-window label map (DESIGN ids) of a preprocessed image, same shape."""

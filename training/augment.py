@@ -14,7 +14,10 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import torch
 from monai.transforms import (
+    ClassesToIndicesd,
     Compose,
+    DeleteItemsd,
+    FgBgToIndicesd,
     MapTransform,
     RandAffined,
     RandCropByLabelClassesd,
@@ -68,26 +71,48 @@ def left_right_axis(spatial_dims: int) -> int:
     return 0 if spatial_dims == 3 else 1
 
 
+MAX_INDICES_PER_CLASS = 200_000  # candidate patch centres kept per class (a uniform subsample)
+INDEX_KEYS = ("label_cls_indices", "label_fg_indices", "label_bg_indices")
+
+
+def sampling_indices(config: TrainConfig) -> Compose:
+    """Deterministic preparation, run once per case before training: pad to the patch
+    size and list the candidate patch centres of ``config.sampling`` (per class, or
+    foreground/background), so each step's crop does not rescan the whole volume."""
+    pad = SpatialPadd(keys=KEYS, spatial_size=list(config.patch_size))
+    if config.sampling.kind == "classes":
+        index = ClassesToIndicesd(
+            keys="label", num_classes=len(config.labels.classes), max_samples_per_class=MAX_INDICES_PER_CLASS
+        )
+    else:
+        index = FgBgToIndicesd(keys="label")
+    return Compose([pad, index])
+
+
 def _crop(config: TrainConfig) -> MapTransform:
-    """Patch sampling of ``config.sampling`` (see :class:`~odontoscan.training.config.SamplingConfig`)."""
+    """Patch sampling of ``config.sampling`` (see :class:`~odontoscan.training.config.SamplingConfig`)
+    from the centres :func:`sampling_indices` listed."""
     patch, samples = list(config.patch_size), config.samples_per_case
     if config.sampling.kind == "classes":
         weights = config.sampling.class_weights
         ratios = [weights.get(class_id, 0.0 if class_id == 0 else 1.0) for class_id in config.labels.classes]
         return RandCropByLabelClassesd(
-            keys=KEYS, label_key="label", spatial_size=patch, ratios=ratios,
-            num_classes=len(config.labels.classes), num_samples=samples, warn=False,
+            keys=KEYS, label_key="label", spatial_size=patch, ratios=ratios, num_classes=len(config.labels.classes),
+            num_samples=samples, indices_key="label_cls_indices", warn=False,
         )
-    return RandCropByPosNegLabeld(keys=KEYS, label_key="label", spatial_size=patch, pos=3, neg=1, num_samples=samples)
+    return RandCropByPosNegLabeld(
+        keys=KEYS, label_key="label", spatial_size=patch, pos=3, neg=1, num_samples=samples,
+        fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices",
+    )
 
 
 def train_transforms(config: TrainConfig) -> Compose:
-    """Pad, random patch crops (see ``config.sampling``), affine, flip, intensity shift, noise."""
+    """Random patch crops (see ``config.sampling``; items prepared by
+    :func:`sampling_indices`), affine, flip, intensity shift, noise."""
     aug = config.augmentation
-    patch = list(config.patch_size)
     angle = math.radians(aug.rotate_deg)
     rotate = (angle,) * (3 if config.spatial_dims == 3 else 1)
-    steps: list = [SpatialPadd(keys=KEYS, spatial_size=patch), _crop(config)]
+    steps: list = [_crop(config), DeleteItemsd(keys=INDEX_KEYS)]
     if aug.rotate_deg > 0 or aug.scale > 0:
         steps.append(
             RandAffined(

@@ -48,10 +48,14 @@ class PhantomData(_Strict):
     train_seeds: SeedRange
     val_seeds: SeedRange
     size: Literal["small", "full"] = "small"
+    # Extra training phantoms generated at full size (0.2-0.4 mm voxels), so a model
+    # working finer than the small phantoms' 0.8 mm also sees sharp scans.
+    full_size_seeds: SeedRange | None = None
 
     @model_validator(mode="after")
     def _disjoint(self) -> PhantomData:
-        overlap = set(self.train_seeds.seeds) & set(self.val_seeds.seeds)
+        train = set(self.train_seeds.seeds) | set(self.full_size_seeds.seeds if self.full_size_seeds else [])
+        overlap = train & set(self.val_seeds.seeds)
         if overlap:
             raise ValueError(f"train and val seeds overlap ({min(overlap)}..{max(overlap)}); validation must use unseen phantoms")
         return self
@@ -84,6 +88,10 @@ class LabelConfig(_Strict):
     # automatically) and inference gives left teeth their numbers from the midline
     # (odontoscan.models.teeth).
     tooth_sides: Literal["fdi", "midline"] = "fdi"
+    # True for the fine model of a coarse-to-fine pair (odontoscan.models.refine): it
+    # learns every tooth (and its pulp) as tooth 11 and both canals as canal 3; the
+    # coarse model's label map gives each tooth its number and each canal its side.
+    refines: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> LabelConfig:
@@ -91,6 +99,14 @@ class LabelConfig(_Strict):
             raise ValueError("classes must start with 0 (background)")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("classes must not repeat an id")
+        if self.refines:
+            if self.tooth_sides != "fdi":
+                raise ValueError("a refining model learns all teeth as one class; leave tooth_sides at 'fdi'")
+            others = sorted(k for k in self.classes if 12 <= k <= 48 or k == 4)
+            if others:
+                raise ValueError(f"a refining model learns teeth as 11 and canals as 3 only; remove ids {others} from classes")
+            for source, target in refine_folds(self.classes).items():
+                self.merge.setdefault(source, target)
         if self.tooth_sides == "midline":
             left = sorted(k for k in self.classes if 21 <= k <= 38)
             if left:
@@ -111,6 +127,20 @@ def side_folds(classes: list[int]) -> dict[int, int]:
         left = {1: 2, 4: 3}[twin // 10] * 10 + twin % 10
         folds[left] = twin
         folds[PULP_OFFSET + left] = twin
+    return folds
+
+
+def refine_folds(classes: list[int]) -> dict[int, int]:
+    """Every FDI tooth id and its pulp -> 11, the right canal 4 -> 3 (for the classes of
+    these present in ``classes``), for ``refines=True``."""
+    folds: dict[int, int] = {}
+    if 11 in classes:
+        for tooth in (q * 10 + n for q in (1, 2, 3, 4) for n in range(1, 9)):
+            if tooth != 11:
+                folds[tooth] = 11
+            folds[PULP_OFFSET + tooth] = 11
+    if 3 in classes:
+        folds[4] = 3
     return folds
 
 

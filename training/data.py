@@ -130,6 +130,8 @@ def phantom_manifest(data: PhantomData, task: str) -> dict:
         "train_seeds": data.train_seeds.seeds,
         "val_seeds": data.val_seeds.seeds,
     }
+    if data.full_size_seeds is not None:
+        body["full_size_train_seeds"] = data.full_size_seeds.seeds
     body["sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     return body
 
@@ -181,12 +183,17 @@ def load_training_data(
     if isinstance(data, PhantomData):
         if data_path is not None:
             raise ConfigError("--data is only for folder datasets; this config trains on phantoms (data.source: phantom).")
+        full_size = data.full_size_seeds.seeds if data.full_size_seeds is not None else []
+        groups = {
+            "train": [(seed, data.size) for seed in data.train_seeds.seeds] + [(seed, "full") for seed in full_size],
+            "val": [(seed, data.size) for seed in data.val_seeds.seeds],
+        }
         splits = {}
-        for split, seeds in (("train", data.train_seeds.seeds), ("val", data.val_seeds.seeds)):
+        for split, cases in groups.items():
             items = []
-            for seed in seeds:
-                image, label = phantom_arrays(seed, config.task, data.size, config.preprocess, cache_dir)
-                items.append(make_item(f"phantom-{seed}", image, label, config))
+            for seed, size in cases:
+                image, label = phantom_arrays(seed, config.task, size, config.preprocess, cache_dir)
+                items.append(make_item(f"phantom-{seed}" + ("-full" if size != data.size else ""), image, label, config))
             splits[split] = items
         return TrainingData(splits["train"], splits["val"], phantom_manifest(data, config.task))
     dataset = open_folder_dataset(data, data_path)

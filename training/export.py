@@ -38,6 +38,8 @@ from odontoscan.models.metadata import (
     VOLUME_MODALITIES,
     Int8Variant,
     ModelMetadata,
+    RefinerRef,
+    read_model_dir,
     write_model_dir,
 )
 from odontoscan.models.networks import build_network, downsampling_factor
@@ -195,6 +197,8 @@ def build_metadata(checkpoint: Checkpoint, *, name: str, version: str) -> ModelM
     output_ids = list(cfg.labels.classes)  # + the left teeth a "midline" model numbers after the network
     if cfg.labels.tooth_sides == "midline":
         output_ids += [k for k in side_folds(cfg.labels.classes) if k in FDI_TEETH]
+    if cfg.labels.refines:  # one class for every tooth and one for both canals
+        names = {**names, 11: "Tooth (any)", 3: "Inferior Alveolar Canal (either side)"}
     metrics = dict(checkpoint.metrics)
     if checkpoint.best_metric >= 0:
         metrics.setdefault("val_mean_dice", float(checkpoint.best_metric))
@@ -207,6 +211,7 @@ def build_metadata(checkpoint: Checkpoint, *, name: str, version: str) -> ModelM
         classes=list(cfg.labels.classes),
         merge=dict(cfg.labels.merge),
         tooth_sides=cfg.labels.tooth_sides,
+        refines=cfg.labels.refines,
         label_names={k: names.get(k, f"label {k}") for k in output_ids},
         preprocess=cfg.preprocess,
         patch_size=list(cfg.patch_size),
@@ -258,6 +263,14 @@ def render_model_card(metadata: ModelMetadata, parity: Parity, int8: Int8Outcome
     ]
     if int8 is not None:
         lines.append(f"- int8 (static QDQ): {'kept as ' + INT8_FILE if int8.kept else 'dropped'} — {int8.reason}.")
+    if metadata.refiner is not None:
+        lines.append(
+            f"- Coarse-to-fine: `{metadata.refiner.file}` (sha256 {(metadata.refiner.sha256 or '')[:12]}...) re-segments the "
+            "dental region this model finds at its own finer spacing; teeth keep this model's numbers and canals their sides "
+            "(odontoscan.models.refine)."
+        )
+    if metadata.refines:
+        lines.append("- Fine half of a coarse-to-fine pair: never run alone; export the coarse model with `--refiner` pointing here.")
     lines += [
         "",
         "## Limits",
@@ -268,7 +281,8 @@ def render_model_card(metadata: ModelMetadata, parity: Parity, int8: Int8Outcome
         "",
         "## How to reproduce",
         f"1. Train with the config `{cfg.name}` (saved in the MLflow run {metadata.training_run_id or '(no run recorded)'}; seed {cfg.seed}).",
-        f"2. `odontoscan export --checkpoint CHECKPOINT --name {metadata.name} --version {metadata.version} --out DIR`",
+        f"2. `odontoscan export --checkpoint CHECKPOINT --name {metadata.name} --version {metadata.version} --out DIR"
+        + (" --refiner FINE_MODEL_DIR" if metadata.refiner is not None else "") + "`",
         f"3. `odontoscan evaluate --model DIR --phantom-seeds 2000-2019 --size small --out REPORT_DIR` "
         "(phantom seeds 2000 and up are never used for training or validation)",
         "",
@@ -290,12 +304,15 @@ def export_model(
     quantize: bool = False,
     register: bool = True,
     parity_seed: int = DEFAULT_PARITY_SEED,
+    refiner: str | Path | None = None,
 ) -> ExportResult:
     """Export ``checkpoint`` (a file, or the best checkpoint of MLflow run ``run_id``) to ``out_dir``.
 
     Raises ExportError (nothing written) when parity with PyTorch fails. With
     ``register`` the model is logged to MLflow (in the checkpoint's run when the
-    tracking server has it, else a new run) and registered as ``name``.
+    tracking server has it, else a new run) and registered as ``name``. ``refiner`` (an
+    exported fine model directory, trained with ``labels.refines``) is stored beside the
+    model as the fine half of a coarse-to-fine pair (:mod:`odontoscan.models.refine`).
     """
     if out_dir is None:
         raise ConfigError("export needs an output directory (--out DIR).")
@@ -312,6 +329,9 @@ def export_model(
     cfg = ckpt.config
     net = network_from_checkpoint(ckpt)
     metadata = build_metadata(ckpt, name=name, version=version)
+    refiner_onnx = _check_refiner(refiner, metadata) if refiner is not None else None
+    if refiner_onnx is not None:
+        metadata = metadata.model_copy(update={"refiner": RefinerRef()})
     onnx_bytes = _export_onnx(net, cfg.patch_size)
 
     sample = phantom_patches(cfg, parity_seed)[0]
@@ -341,7 +361,7 @@ def export_model(
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     staging.chmod(0o755)  # mkdtemp makes it private; the model directory is not
     try:
-        metadata = write_model_dir(onnx_bytes, metadata, staging, int8_model=int8_bytes)
+        metadata = write_model_dir(onnx_bytes, metadata, staging, int8_model=int8_bytes, refiner_model=refiner_onnx)
         (staging / CARD_FILE).write_text(render_model_card(metadata, parity, int8, ckpt))
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -379,6 +399,16 @@ def _try_int8(onnx_bytes: bytes, cfg: TrainConfig, parity_seed: int) -> tuple[by
     outcome = Int8Outcome(kept=False, dice_agreement=agreement, reason=f"argmax Dice agreement with fp32 {agreement:.4f} < {MIN_INT8_AGREEMENT}")
     log.warning("int8 model dropped: %s", outcome.reason)
     return None, outcome
+
+
+def _check_refiner(refiner: str | Path, metadata: ModelMetadata) -> Path:
+    """The ONNX file of exported fine model ``refiner``, checked to fit as ``metadata``'s refiner."""
+    fine = read_model_dir(refiner)
+    if not fine.metadata.refines:
+        raise ConfigError(f"--refiner '{refiner}' is not a refining model; train it with labels.refines: true.")
+    if metadata.refines or metadata.task != "cbct":
+        raise ConfigError("only a coarse CBCT model takes a refiner.")
+    return fine.onnx_path
 
 
 def _check_out_dir(out_dir: Path) -> None:

@@ -64,6 +64,8 @@ def log_and_register(model_dir: Path, metadata: ModelMetadata, *, run_id: str | 
     files = [str(model_dir / n) for n in (MODEL_FILE, METADATA_FILE, CARD_FILE) if (model_dir / n).is_file()]
     if metadata.int8 is not None:
         files.append(str(model_dir / metadata.int8.file))
+    if metadata.refiner is not None:
+        files.append(str(model_dir / metadata.refiner.file))
     with _mlflow_at(uri):
         if existing is not None:
             run_context = mlflow.start_run(run_id=existing.info.run_id)

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from odontoscan.datasets.errors import ConfigError
 from odontoscan.models.networks import build_network, downsampling_factor
 from odontoscan.training import distributed
-from odontoscan.training.augment import train_transforms
+from odontoscan.training.augment import sampling_indices, train_transforms
 from odontoscan.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from odontoscan.training.config import TrainConfig, load_config
 from odontoscan.training.data import load_training_data
@@ -202,8 +202,9 @@ def _train(config, context, uri, previous, output_dir, data_path, cache_dir, pro
         best_metrics, run_id = dict(previous.metrics), previous.run_id
     network = torch.nn.parallel.DistributedDataParallel(model) if context.enabled else model
 
+    prepare = sampling_indices(config)
     transforms = train_transforms(config)
-    dataset = Dataset(data.train, transform=transforms)
+    dataset = Dataset([prepare(item) for item in data.train], transform=transforms)
     sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.seed)
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=0, collate_fn=list_data_collate)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)

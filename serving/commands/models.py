@@ -44,6 +44,7 @@ def export(
     quantize: bool = typer.Option(False, "--quantize", help="Also write an int8 model when it agrees with fp32 (Dice >= 0.95)."),
     register: bool = typer.Option(True, "--register/--no-register", help="Log and register the model in MLflow."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)."),
+    refiner: Optional[Path] = typer.Option(None, "--refiner", help="Exported fine model (trained with labels.refines) to store with this CBCT model as its coarse-to-fine pair."),
 ) -> None:
     """Export a trained checkpoint to ONNX, check parity with PyTorch, register it in MLflow."""
     from odontoscan.datasets.errors import ConfigError
@@ -52,7 +53,8 @@ def export(
     if (checkpoint is None) == (run is None):
         raise ConfigError("Give exactly one of --checkpoint FILE or --run RUN_ID.")
     result = export_model(
-        checkpoint, out, name=name, version=version, run_id=run, tracking_uri=tracking_uri, quantize=quantize, register=register
+        checkpoint, out, name=name, version=version, run_id=run, tracking_uri=tracking_uri, quantize=quantize, register=register,
+        refiner=refiner,
     )
     p = result.parity
     console.print(f"wrote {escape(result.metadata.model_key)} to {escape(str(result.out_dir))}")

@@ -77,3 +77,20 @@ def test_yaml_file_errors(tmp_path):
     listy.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(listy)
+
+
+def test_refining_labels_fold_every_tooth_and_canal():
+    config = parse_config(_with(labels={"classes": [0, 3, 11, 200], "refines": True}))
+    merge = config.labels.merge
+    assert merge[36] == merge[148] == merge[111] == 11 and merge[4] == 3 and 11 not in merge
+    with pytest.raises(ConfigError, match=r"remove ids \[4, 36\] from classes"):
+        parse_config(_with(labels={"classes": [0, 3, 4, 11, 36], "refines": True}))
+
+
+def test_full_size_seeds_must_not_overlap_validation():
+    data = {
+        "source": "phantom", "train_seeds": {"start": 0, "stop": 4}, "full_size_seeds": {"start": 100, "stop": 104},
+        "val_seeds": {"start": 102, "stop": 106},
+    }
+    with pytest.raises(ConfigError, match="train and val seeds overlap"):
+        parse_config(_with(data=data))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers.onnx_models import tiny_train_config
 
-from odontoscan.datasets.errors import ExportError, ModelError
+from odontoscan.datasets.errors import ConfigError, ExportError, ModelError
 from odontoscan.models.metadata import read_model_dir
 from odontoscan.models.networks import build_network
 from odontoscan.models.registry import resolve
@@ -70,6 +70,26 @@ def test_whole_scan_segmentation_returns_design_ids(exported):
     labels = OnnxModel(exported.out_dir, threads=1).segment(phantom.image, phantom.spacing)
     assert labels.shape == phantom.image.shape
     assert set(np.unique(labels)) <= {0, 1, 2, 3, 4, 11, 21, 31, 41}
+
+
+def test_a_refiner_travels_with_its_coarse_model(checkpoint, exported, tmp_path):
+    document = tiny_train_config([0, 3, 11, 200]) | {"name": "tiny-fine"}
+    document["labels"] = {"classes": [0, 3, 11, 200], "refines": True}
+    torch.manual_seed(1)
+    net = build_network("UNet", {"channels": [8, 16], "strides": [2]}, spatial_dims=3, in_channels=1, out_channels=4)
+    fine_ckpt = save_checkpoint(
+        Checkpoint(config=parse_config(document), model_state=net.state_dict(), epoch=0, best_metric=0.1, best_epoch=0, run_id=None),
+        tmp_path / "fine.pt",
+    )
+    fine = export_model(fine_ckpt, tmp_path / "fine", name="tiny-fine", version="0.0.1", register=False)
+    assert fine.metadata.refines and fine.metadata.label_names[11] == "Tooth (any)"
+    with pytest.raises(ConfigError, match="is not a refining model"):
+        export_model(checkpoint, tmp_path / "bad", name="tiny-cbct", version="0.0.1", register=False, refiner=exported.out_dir)
+    pair = export_model(checkpoint, tmp_path / "pair", name="tiny-cbct", version="0.0.1", register=False, refiner=fine.out_dir)
+    assert pair.metadata.refiner is not None and (pair.out_dir / "refiner.onnx").is_file()
+    assert "Coarse-to-fine" in (pair.out_dir / "MODEL_CARD.md").read_text()
+    model = OnnxModel(pair.out_dir, threads=1)
+    assert model.refiner is not None and model.refiner.metadata.name == "tiny-fine"
 
 
 def test_failing_parity_writes_nothing(checkpoint, tmp_path, monkeypatch):

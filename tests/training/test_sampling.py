@@ -5,7 +5,7 @@ import pytest
 from helpers.onnx_models import tiny_train_config
 
 from odontoscan.datasets.errors import ConfigError
-from odontoscan.training.augment import train_transforms
+from odontoscan.training.augment import sampling_indices, train_transforms
 from odontoscan.training.config import parse_config
 
 
@@ -25,17 +25,19 @@ def _item() -> dict:
 
 def test_class_weights_centre_patches_on_the_weighted_class():
     weights = {k: 0.0 for k in (1, 2, 4, 11, 21, 31, 41)} | {3: 1.0}
-    transforms = train_transforms(_config({"kind": "classes", "class_weights": weights}))
+    config = _config({"kind": "classes", "class_weights": weights})
+    transforms = train_transforms(config)
     transforms.set_random_state(seed=0)
-    patches = transforms(_item())
+    patches = transforms(sampling_indices(config)(_item()))
     assert len(patches) == 8
     assert all((np.asarray(p["label"]) == 3).any() for p in patches)
 
 
 def test_foreground_sampling_mostly_misses_the_small_structure():
-    transforms = train_transforms(_config({"kind": "foreground"}))
+    config = _config({"kind": "foreground"})
+    transforms = train_transforms(config)
     transforms.set_random_state(seed=0)
-    patches = transforms(_item())
+    patches = transforms(sampling_indices(config)(_item()))
     assert sum((np.asarray(p["label"]) == 3).any() for p in patches) < 8
 
 

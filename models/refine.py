@@ -1,0 +1,121 @@
+"""Coarse-to-fine CBCT segmentation: where the fine model looks and how its answer is merged.
+
+A CBCT model may carry a *refiner* (``ModelMetadata.refiner``): a second, finer model
+(0.6 mm against the coarse model's 1 mm) trained with ``labels.refines`` to segment
+what needs fine voxels — every tooth as one class (11), both inferior alveolar canals
+as one (3), bridges, crowns, implants and the finding classes. The coarse model sees
+the whole scan and knows which tooth is which; the fine model draws the boundaries.
+
+:func:`dental_region` is the box the fine model runs on: every voxel the coarse model
+gave a class the refiner owns, plus a margin. :func:`merge_refined` combines the two
+label maps on the fine grid:
+
+* the coarse labels of the owned classes give way to their nearest other coarse label
+  (a coarse tooth voxel the fine model calls bone becomes bone);
+* each fine tooth voxel takes the FDI number of the nearest coarse tooth voxel;
+* each fine canal voxel takes the side of the nearest lower tooth (quadrant 3 is the
+  patient's left, canal 3), or of the nearest coarse canal without lower teeth;
+* every other owned class is taken from the fine model as it is.
+
+Torch-free (numpy + scipy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from odontoscan.datasets.labels import FDI_TEETH, Label
+
+Box = tuple[slice, ...]
+
+TOOTH = 11  # a refiner's id for "a tooth"
+CANAL = int(Label.LEFT_IAC)  # a refiner's id for "an inferior alveolar canal"
+CANALS = (int(Label.LEFT_IAC), int(Label.RIGHT_IAC))
+REFINED_IDS: tuple[int, ...] = (
+    *CANALS,
+    int(Label.BRIDGE),
+    int(Label.CROWN),
+    int(Label.IMPLANT),
+    *FDI_TEETH,
+    int(Label.CARIES),
+    int(Label.PERIAPICAL_LESION),
+    int(Label.RESTORATION),
+    int(Label.ROOT_CANAL_FILLING),
+)
+MARGIN_MM = 8.0
+_LOWER_LEFT, _LOWER_RIGHT = 3, 4  # FDI quadrants of the patient's lower left / right
+
+
+def dental_region(labels: np.ndarray, spacing: tuple[float, ...], margin_mm: float = MARGIN_MM) -> Box | None:
+    """Bounding box (index slices of ``labels``) of the voxels labelled with a refined class,
+    grown by ``margin_mm`` on every side and clipped to the array; None if there is none."""
+    mask = np.isin(labels, REFINED_IDS)
+    box = []
+    for axis in range(labels.ndim):
+        others = tuple(a for a in range(labels.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=others))
+        if hits.size == 0:
+            return None
+        grow = int(np.ceil(margin_mm / spacing[axis]))
+        box.append(slice(max(0, int(hits[0]) - grow), min(labels.shape[axis], int(hits[-1]) + 1 + grow)))
+    return tuple(box)
+
+
+def merge_refined(coarse: np.ndarray, fine: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """One label map from the coarse model's ``coarse`` and a refiner's ``fine`` (same grid,
+    voxel size ``spacing``), as the module docstring describes; dtype of ``coarse``."""
+    if coarse.shape != fine.shape:
+        raise ValueError(f"coarse and fine label maps differ in shape ({coarse.shape} vs {fine.shape})")
+    owned = np.isin(coarse, REFINED_IDS)
+    out = _nearest(coarse, ~owned, spacing, where=owned) if owned.any() and not owned.all() else np.where(owned, 0, coarse)
+    out = out.astype(coarse.dtype, copy=False)
+    for class_id in np.unique(fine):
+        if class_id in (0, TOOTH, CANAL):
+            continue
+        out[fine == class_id] = class_id
+    tooth, canal = fine == TOOTH, fine == CANAL
+    coarse_teeth = np.isin(coarse, FDI_TEETH)
+    if tooth.any() and coarse_teeth.any():
+        out[tooth] = _nearest(coarse, coarse_teeth, spacing, where=tooth)[tooth]
+    if canal.any():
+        out[canal] = _canal_sides(coarse, canal, spacing)[canal]
+    return out
+
+
+def _canal_sides(coarse: np.ndarray, canal: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """Left (3) or right (4) canal id for the voxels of ``canal``, from the nearest lower tooth."""
+    lower = (coarse // 10 == _LOWER_LEFT) | (coarse // 10 == _LOWER_RIGHT)
+    lower &= np.isin(coarse, FDI_TEETH)
+    if lower.any():
+        quadrant = _nearest(coarse, lower, spacing, where=canal) // 10
+        return np.where(quadrant == _LOWER_LEFT, CANALS[0], CANALS[1]).astype(coarse.dtype)
+    known = np.isin(coarse, CANALS)
+    if known.any():
+        return _nearest(coarse, known, spacing, where=canal)
+    return np.full(coarse.shape, CANAL, dtype=coarse.dtype)
+
+
+def _nearest(labels: np.ndarray, source: np.ndarray, spacing: tuple[float, ...], *, where: np.ndarray) -> np.ndarray:
+    """``labels`` of the nearest ``source`` voxel (in mm), computed inside the bounding box
+    of ``where`` grown to reach a source voxel; ``labels`` unchanged elsewhere."""
+    box = _reach_box(source, where)
+    index = ndimage.distance_transform_edt(~source[box], sampling=spacing, return_distances=False, return_indices=True)
+    out = labels.copy()
+    out[box] = labels[box][tuple(index)]
+    return out
+
+
+def _reach_box(source: np.ndarray, where: np.ndarray) -> Box:
+    """The bounding box of ``where`` and ``source`` together (so every voxel of ``where``
+    finds its nearest source voxel inside it)."""
+    both = source | where
+    box = []
+    for axis in range(both.ndim):
+        others = tuple(a for a in range(both.ndim) if a != axis)
+        hits = np.flatnonzero(both.any(axis=others))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
+
+
+__all__ = ["REFINED_IDS", "dental_region", "merge_refined"]

@@ -1,0 +1,105 @@
+"""Coarse-to-fine merging: the fine model draws the boundaries, the coarse one names the teeth."""
+
+import numpy as np
+import pytest
+from helpers.onnx_models import metadata_for, pointwise_model
+
+from odontoscan.datasets.errors import ModelError
+from odontoscan.models.metadata import ModelMetadata, RefinerRef, read_model_dir, write_model_dir
+from odontoscan.models.refine import dental_region, merge_refined
+from odontoscan.models.runtime import OnnxModel
+
+SPACING = (0.5, 0.5, 0.5)
+
+
+def _coarse() -> np.ndarray:
+    """Lower jaw bone (1) with teeth 36 (patient left, high x) and 46 (right, low x) in it."""
+    coarse = np.zeros((40, 20, 20), np.uint8)
+    coarse[2:38, 2:18, 2:12] = 1
+    coarse[26:32, 8:12, 6:16] = 36
+    coarse[8:14, 8:12, 6:16] = 46
+    return coarse
+
+
+def test_fine_teeth_take_the_number_of_the_nearest_coarse_tooth():
+    coarse = _coarse()
+    fine = np.zeros_like(coarse)
+    fine[25:33, 7:13, 5:16] = 11  # both teeth a voxel wider than the coarse model drew them
+    fine[7:15, 7:13, 5:16] = 11
+    merged = merge_refined(coarse, fine, SPACING)
+    assert (merged[25:33, 7:13, 5:16] == 36).all()
+    assert (merged[7:15, 7:13, 5:16] == 46).all()
+
+
+def test_coarse_tooth_voxels_the_fine_model_rejects_become_the_nearest_other_structure():
+    coarse = _coarse()
+    fine = np.zeros_like(coarse)
+    fine[27:31, 8:12, 6:16] = 11  # 36 is thinner than the coarse model thought; 46 is not a tooth at all
+    merged = merge_refined(coarse, fine, SPACING)
+    assert (merged[27:31, 8:12, 6:16] == 36).all()
+    assert (merged[26, 8:12, 6:12] == 1).all()  # inside the jaw: bone
+    assert (merged[8:14, 8:12, 6:12] == 1).all()
+    assert not np.isin(merged, [46]).any()
+    assert (merged[26, 8:12, 14:16] == 0).all()  # above the jaw: background
+
+
+def test_canal_side_follows_the_nearest_lower_tooth_and_findings_are_kept():
+    coarse = _coarse()
+    fine = np.zeros_like(coarse)
+    fine[3:36, 9:11, 3:5] = 3  # one canal class from the refiner, running under both teeth
+    fine[28, 9, 14] = 200  # caries in tooth 36
+    merged = merge_refined(coarse, fine, SPACING)
+    assert (merged[24:36, 9:11, 3:5] == 3).all()  # under 36 (quadrant 3): the patient's left canal
+    assert (merged[3:16, 9:11, 3:5] == 4).all()  # under 46: right
+    assert merged[28, 9, 14] == 200
+
+
+def test_dental_region_is_the_refined_structures_plus_a_margin():
+    coarse = _coarse()
+    assert dental_region(coarse, SPACING, margin_mm=1.0) == (slice(6, 34), slice(6, 14), slice(4, 18))
+    assert dental_region(np.where(coarse == 1, 1, 0), SPACING) is None  # jaw only: nothing to refine
+
+
+def _pair(tmp_path):
+    """A coarse threshold model (tooth 36 where grey > 500) with a refiner that calls a
+    voxel tooth (11) where grey > 300, i.e. a wider tooth."""
+    fine_dir = tmp_path / "fine"
+    fine_meta = metadata_for([0, 11], spacing_mm=(0.5, 0.5, 0.5)).model_copy(update={"refines": True})
+    write_model_dir(pointwise_model([0.0, 1.0], [0.3, 0.0]), fine_meta, fine_dir)
+    coarse_meta = metadata_for([0, 36], spacing_mm=(1.0, 1.0, 1.0)).model_copy(update={"refiner": RefinerRef()})
+    coarse_dir = tmp_path / "coarse"
+    write_model_dir(pointwise_model([0.0, 1.0], [0.5, 0.0]), coarse_meta, coarse_dir, refiner_model=fine_dir / "model.onnx")
+    return coarse_dir, fine_dir
+
+
+def test_a_model_with_a_refiner_returns_the_fine_boundaries_with_coarse_numbers(tmp_path):
+    coarse_dir, _ = _pair(tmp_path)
+    image = np.zeros((32, 32, 32), np.float32)
+    image[8:24, 8:24, 8:24] = 400.0  # the refiner's tooth
+    image[12:20, 12:20, 12:20] = 900.0  # the coarse model's tooth
+    model = OnnxModel(coarse_dir, threads=1)
+    assert model.refiner is not None and model.refiner.metadata.refines
+    labels = model.segment(image, (0.5, 0.5, 0.5))
+    assert (labels[8:24, 8:24, 8:24] == 36).all()
+    assert (labels == 36).sum() == 16**3
+    coarse_only = model.segment(image, (0.5, 0.5, 0.5), postprocess=False)
+    assert (coarse_only == 36).sum() < 16**3
+
+
+def test_refiner_hash_is_checked_and_a_refiner_never_runs_alone(tmp_path):
+    coarse_dir, fine_dir = _pair(tmp_path)
+    assert read_model_dir(coarse_dir).metadata.refiner.sha256
+    with pytest.raises(ModelError, match="fine half of a coarse-to-fine pair"):
+        OnnxModel(fine_dir, threads=1).segment(np.zeros((16, 16, 16), np.float32), (0.5, 0.5, 0.5))
+    (coarse_dir / "refiner.onnx").write_bytes((coarse_dir / "refiner.onnx").read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="sha256 mismatch for refiner.onnx"):
+        OnnxModel(coarse_dir, threads=1)
+    (coarse_dir / "refiner.onnx").unlink()
+    with pytest.raises(ModelError, match="lacks its refiner refiner.onnx"):
+        OnnxModel(coarse_dir, threads=1)
+
+
+def test_a_refiner_must_predict_only_refinable_classes():
+    document = metadata_for([0, 11, 36]).model_dump() | {"refines": True}
+    with pytest.raises(ValueError, match="a refining model is a CBCT model"):
+        ModelMetadata.model_validate(document)
