@@ -15,7 +15,9 @@ label maps on the fine grid:
 * each fine tooth voxel takes the FDI number of the nearest coarse tooth voxel;
 * each fine canal voxel takes the side of the nearest lower tooth (quadrant 3 is the
   patient's left, canal 3), or of the nearest coarse canal without lower teeth;
-* every other owned class is taken from the fine model as it is.
+* every other owned class is taken from the fine model as it is;
+* small slivers of one tooth number on another tooth go to that tooth
+  (:func:`odontoscan.models.teeth.absorb_fragments`).
 
 Torch-free (numpy + scipy).
 """
@@ -26,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from odontoscan.datasets.labels import FDI_TEETH, Label
+from odontoscan.models.teeth import absorb_fragments
 
 Box = tuple[slice, ...]
 
@@ -80,7 +83,7 @@ def merge_refined(coarse: np.ndarray, fine: np.ndarray, spacing: tuple[float, ..
         out[tooth] = _nearest(coarse, coarse_teeth, spacing, where=tooth)[tooth]
     if canal.any():
         out[canal] = _canal_sides(coarse, canal, spacing)[canal]
-    return out
+    return absorb_fragments(out)
 
 
 def _canal_sides(coarse: np.ndarray, canal: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:

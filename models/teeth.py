@@ -29,7 +29,9 @@ from odontoscan.datasets.labels import Label
 RIGHT_QUADRANTS = {1: 2, 4: 3}  # right-side quadrant -> its left twin (patient's sides)
 RIGHT_SIDE_TEETH: tuple[int, ...] = tuple(q * 10 + p for q in RIGHT_QUADRANTS for p in range(1, 9))
 LEFT_SIDE_TEETH: tuple[int, ...] = tuple(q * 10 + p for q in RIGHT_QUADRANTS.values() for p in range(1, 9))
+ALL_TEETH: tuple[int, ...] = RIGHT_SIDE_TEETH + LEFT_SIDE_TEETH
 _STRADDLE_FRACTION = 0.2  # a piece with at least this share on each side of the plane is cut
+FRAGMENT_SHARE = 0.15  # a tooth piece below this share of the median tooth is a fragment
 
 
 def left_twin(fdi: int) -> int:
@@ -142,6 +144,41 @@ def assign_tooth_sides(labels: np.ndarray, spacing: tuple[float, ...]) -> np.nda
     return out
 
 
+def absorb_fragments(labels: np.ndarray, share: float = FRAGMENT_SHARE) -> np.ndarray:
+    """Hand small pieces of a tooth number to the tooth they touch.
+
+    A connected piece of a tooth label smaller than ``share`` of the median tooth (the
+    largest piece of each number) is a fragment: a network unsure where one tooth ends
+    and the next begins paints a sliver of the neighbour's number. A fragment touching
+    other teeth takes the number it shares most of its border with; an isolated one is
+    kept (it may be a root tip or a small tooth). Returns a new label map.
+    """
+    out = labels.copy()
+    pieces = []  # (number, box, piece labels, piece index, voxels)
+    for number, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None or number not in ALL_TEETH:
+            continue
+        parts, _ = ndimage.label(labels[box] == number)
+        pieces += [(number, box, parts, i, int(n)) for i, n in enumerate(np.bincount(parts.ravel())[1:], start=1)]
+    if not pieces:
+        return out
+    largest: dict[int, int] = {}
+    for number, *_, size in pieces:
+        largest[number] = max(largest.get(number, 0), size)
+    limit = share * float(np.median(list(largest.values())))
+    for number, box, parts, index, size in pieces:
+        if size >= limit:
+            continue
+        grown = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, labels.shape))
+        mask = np.zeros(tuple(g.stop - g.start for g in grown), dtype=bool)
+        mask[tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))] = parts == index
+        border = out[grown][ndimage.binary_dilation(mask) & ~mask]
+        border = border[np.isin(border, ALL_TEETH) & (border != number)]
+        if border.size:
+            out[grown][mask] = np.bincount(border).argmax()
+    return out
+
+
 def _centroid(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray | None:
     if not mask.any():
         return None
@@ -153,4 +190,4 @@ def _unit(vector: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 1e-6 else fallback
 
 
-__all__ = ["RIGHT_SIDE_TEETH", "LEFT_SIDE_TEETH", "left_twin", "midline_plane", "assign_tooth_sides"]
+__all__ = ["RIGHT_SIDE_TEETH", "LEFT_SIDE_TEETH", "left_twin", "midline_plane", "assign_tooth_sides", "absorb_fragments"]

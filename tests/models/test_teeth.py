@@ -8,7 +8,7 @@ from odontoscan.datasets.labels import FDI_TEETH, PULP_OFFSET
 from odontoscan.datasets.phantom.cbct import generate_cbct
 from odontoscan.datasets.phantom.pano import generate_pano
 from odontoscan.models.metadata import ModelMetadata
-from odontoscan.models.teeth import assign_tooth_sides, left_twin, midline_plane
+from odontoscan.models.teeth import absorb_fragments, assign_tooth_sides, left_twin, midline_plane
 from odontoscan.training.config import LabelConfig
 
 TOOTH_AND_PULP = {k: k for k in FDI_TEETH} | {PULP_OFFSET + k: k for k in FDI_TEETH}
@@ -111,3 +111,16 @@ def test_midline_metadata_lists_left_teeth_as_outputs(tmp_path):
     assert left_twin(46) == 36
     with pytest.raises(ValueError, match="right-side tooth ids only"):
         ModelMetadata(**(base | {"classes": [0, 1, 11, 21]}))
+
+
+def test_a_sliver_of_one_tooth_number_on_its_neighbour_joins_the_neighbour():
+    labels = np.zeros((40, 12, 12), np.uint8)
+    labels[2:10, 2:10, 2:10] = 11
+    labels[12:20, 2:10, 2:10] = 12
+    labels[19, 2:6, 2:10] = 13  # a sliver of 13 on tooth 12
+    labels[24:32, 2:10, 2:10] = 14
+    labels[36:38, 2:4, 2:4] = 15  # a small piece touching nothing: kept
+    out = absorb_fragments(labels)
+    assert (out[12:20, 2:10, 2:10] == 12).all()
+    assert (out[2:10, 2:10, 2:10] == 11).all() and (out[24:32, 2:10, 2:10] == 14).all()
+    assert (out[36:38, 2:4, 2:4] == 15).all()
