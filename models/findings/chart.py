@@ -28,8 +28,14 @@ STUMP_FRACTION = 0.15  # ... or this much when a crown or bridge wraps it
 PRESENT_FRACTION = 0.35  # of the median size of the scan's teeth of that type: smaller labels are fragments
 MIN_OBJECT_SIZE = {3: 60.0, 2: 15.0}  # mm^3 / mm^2: implants, pontics, crowns smaller than this are stray labels
 CROWNED_SHARE = 0.3  # of a tooth's surface next to a crown or bridge: the tooth is crowned
+SITE_TOLERANCE = 0.75  # of the tooth's crown width: an implant or pontic this far from the site belongs to none
 IMPACTED_ANGLE_DEG = 40.0  # long axis this far from the second molar's
 IMPACTED_DEPTH_MM = 2.5  # crown tip this much further from the occlusal plane than the second molar's
+
+
+def _width_mm(fdi: int) -> float:
+    """Mean crown width (mm) of a tooth of this number."""
+    return (UPPER_WIDTHS_MM if is_upper(fdi) else LOWER_WIDTHS_MM)[fdi % 10 - 1]
 
 
 def template_mm(fdi: int) -> float:
@@ -82,6 +88,8 @@ def tooth_chart(ctx: Context) -> Chart:
             if not free:
                 continue
             fdi = min(free, key=lambda f: abs(site[f] - s))
+            if abs(site[fdi] - s) > SITE_TOLERANCE * _width_mm(fdi):
+                continue  # no missing tooth's site here: a stray piece (e.g. of a neighbouring crown)
             status[fdi] = kind
             confidence[fdi] = 0.8
     for fdi in present:

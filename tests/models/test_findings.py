@@ -132,3 +132,17 @@ def test_caries_depth_class(depth, grade):
     caries = [f for f in found.findings if f.kind is FindingKind.CARIES]
     assert len(caries) == 1 and caries[0].fdi == 36 and caries[0].grade == grade
     assert caries[0].measurements["volume_mm3"].value == pytest.approx(depth * 16 * 0.125)
+
+
+def test_a_stray_bridge_piece_far_from_any_gap_is_no_pontic():
+    phantom = generate_cbct(2002, "small")
+    labels = _as_predicted(phantom.labels)
+    truth = {t.fdi: t.status for t in phantom.ground_truth.teeth}
+    missing = {f for f, s in truth.items() if s is ToothStatus.MISSING}
+    host = next(f for f in (36, 46, 37, 47) if not {f - 1, f, f + 1} & missing and truth[f] is ToothStatus.PRESENT)
+    tooth = labels == host
+    z = np.nonzero(tooth)[2]
+    crown = tooth & (np.arange(labels.shape[2]) > np.median(z))[None, None, :]
+    labels[crown] = Label.BRIDGE  # a network calling half a molar "bridge"
+    found = extract_findings(labels, phantom.spacing, scan=phantom.ground_truth.scan, model=MODEL)
+    assert missing and all(found.tooth(f).status is ToothStatus.MISSING for f in missing)
