@@ -27,6 +27,12 @@ KINDS = {
     Label.ROOT_CANAL_FILLING: FindingKind.ROOT_CANAL_FILLING,
 }
 MIN_SIZE_MM3 = 0.5  # smaller pieces are noise (mm^2 for radiographs)
+# A periapical lesion is reported only when it is big enough to call (a 2 mm lesion is
+# ~4 mm^3; smaller dark specks are noise), roundish (largest diameter at most this many
+# times that of a ball of its volume: long thin pieces are ligament space or canal
+# mistaken for lesion) and at a tooth.
+MIN_LESION_MM3 = 4.0
+MAX_LESION_ELONGATION = 2.5
 SEARCH_MM = 6.0  # a piece further than this from every tooth belongs to none
 PULP_FRACTION = 0.55
 NEAR_PULP_MM = 1.25
@@ -53,8 +59,27 @@ def labelled_findings(ctx: Context) -> list[Finding]:
             fdi = _tooth_of(piece, labels, nearest_tooth)
             by_tooth[fdi] = by_tooth.get(fdi, np.zeros_like(piece)) | piece
         for fdi, mask in sorted(by_tooth.items(), key=lambda item: item[0] or 0):
+            if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, mask):
+                continue
             out.append(_finding(ctx, kind, fdi, mask, box))
     return out
+
+
+def _callable_lesion(ctx: Context, fdi: int | None, mask: np.ndarray) -> bool:
+    """Whether a periapical-lesion mask is one a reader would call (see MIN_LESION_MM3).
+    Radiographs without pixel spacing are not judged by size."""
+    if fdi is None:
+        return False
+    if not ctx.volume:
+        return True
+    volume = float(np.count_nonzero(mask)) * ctx.voxel_size()
+    if volume < MIN_LESION_MM3:
+        return False
+    body = ndimage.binary_opening(mask)  # without the thin tails a lesion label may grow
+    if not body.any():
+        return False
+    ball = (6.0 * float(np.count_nonzero(body)) * ctx.voxel_size() / np.pi) ** (1.0 / 3.0)
+    return measure.largest_diameter_mm(body, ctx.spacing) <= MAX_LESION_ELONGATION * ball
 
 
 def _nearest_tooth_labels(labels: np.ndarray, teeth: np.ndarray, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray] | None:

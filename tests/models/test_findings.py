@@ -146,3 +146,17 @@ def test_a_stray_bridge_piece_far_from_any_gap_is_no_pontic():
     labels[crown] = Label.BRIDGE  # a network calling half a molar "bridge"
     found = extract_findings(labels, phantom.spacing, scan=phantom.ground_truth.scan, model=MODEL)
     assert missing and all(found.tooth(f).status is ToothStatus.MISSING for f in missing)
+
+
+def test_specks_and_thin_streaks_labelled_lesion_are_not_reported():
+    phantom = generate_cbct(2002, "small")
+    labels = _as_predicted(phantom.labels)
+    real = {f.fdi for f in phantom.ground_truth.findings if f.kind is FindingKind.PERIAPICAL_LESION}
+    host = next(f for f in (46, 47, 16, 17) if (labels == f).any() and f not in real)
+    x, y, z = np.nonzero(labels == host)
+    apex = (int(np.median(x)), int(np.median(y)), int(z.min() if host // 10 == 4 else z.max()))
+    labels[apex] = Label.PERIAPICAL_LESION  # a one-voxel speck at an apex
+    labels[x.min() - 2, y.min():y.min() + 14, int(np.median(z))] = Label.PERIAPICAL_LESION  # an 11 mm streak beside the root
+    found = extract_findings(labels, phantom.spacing, scan=phantom.ground_truth.scan, model=MODEL)
+    reported = {f.fdi for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION}
+    assert real and reported == real
