@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from odontoscan.datasets import measure
 from odontoscan.datasets.findings_schema import Finding, FindingKind, Measurement, Severity, Unit
-from odontoscan.datasets.labels import FDI_TEETH, Label
+from odontoscan.datasets.labels import FDI_TEETH, Label, is_upper
 from odontoscan.models.findings.context import Context, components
 
 KINDS = {
@@ -34,6 +34,7 @@ MIN_SIZE_MM3 = 0.5  # smaller pieces are noise (mm^2 for radiographs)
 MIN_LESION_MM3 = 4.0
 MAX_LESION_ELONGATION = 2.5
 SEARCH_MM = 6.0  # a piece further than this from every tooth belongs to none
+TIP_BAND_MM = 2.0  # a tooth's root tips: its voxels this close to its root end
 PULP_FRACTION = 0.55
 NEAR_PULP_MM = 1.25
 METAL_GREY = 3500.0  # restorations at least this bright (median) are metallic (amalgam)
@@ -54,9 +55,11 @@ def labelled_findings(ctx: Context) -> list[Finding]:
             continue
         teeth = np.isin(labels, FDI_TEETH)
         nearest_tooth = _nearest_tooth_labels(labels, teeth, ctx.spacing)
+        tips = _root_tips(ctx) if kind is FindingKind.PERIAPICAL_LESION else {}
         by_tooth: dict[int | None, np.ndarray] = {}
         for piece in pieces:
-            fdi = _tooth_of(piece, labels, nearest_tooth)
+            centre = np.argwhere(piece).mean(axis=0) + [s.start for s in box]
+            fdi = _apex_tooth(ctx, centre, tips) or _tooth_of(piece, labels, nearest_tooth)
             by_tooth[fdi] = by_tooth.get(fdi, np.zeros_like(piece)) | piece
         for fdi, mask in sorted(by_tooth.items(), key=lambda item: item[0] or 0):
             if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, mask):
@@ -80,6 +83,29 @@ def _callable_lesion(ctx: Context, fdi: int | None, mask: np.ndarray) -> bool:
         return False
     ball = (6.0 * float(np.count_nonzero(body)) * ctx.voxel_size() / np.pi) ** (1.0 / 3.0)
     return measure.largest_diameter_mm(body, ctx.spacing) <= MAX_LESION_ELONGATION * ball
+
+
+def _root_tips(ctx: Context) -> dict[int, np.ndarray]:
+    """FDI -> voxel indices (N, ndim) of each tooth's root tips: its voxels within
+    ``TIP_BAND_MM`` of its end furthest from the occlusal side (every root of a molar)."""
+    tips = {}
+    for fdi in ctx.tooth_centres:
+        index = np.argwhere(ctx.mask(fdi)) + [s.start for s in ctx.box(fdi)]
+        away = -ctx.up_mm(index) if is_upper(fdi) else ctx.up_mm(index)  # small at the root end
+        tips[fdi] = index[away <= away.min() + TIP_BAND_MM]
+    return tips
+
+
+def _apex_tooth(ctx: Context, centre: np.ndarray, tips: dict[int, np.ndarray]) -> int | None:
+    """The tooth whose root tip is nearest (within ``SEARCH_MM``) to a lesion's centre:
+    a periapical lesion often touches the neighbouring root too, but sits at its own
+    tooth's apex."""
+    best, best_mm = None, SEARCH_MM
+    for fdi, index in tips.items():
+        distance = float(np.min(np.linalg.norm((index - centre) * np.asarray(ctx.spacing), axis=1)))
+        if distance <= best_mm:
+            best, best_mm = fdi, distance
+    return best
 
 
 def _nearest_tooth_labels(labels: np.ndarray, teeth: np.ndarray, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray] | None:
