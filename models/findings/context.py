@@ -189,7 +189,13 @@ def components(mask: np.ndarray, min_voxels: int = 1) -> list[np.ndarray]:
     if count == 0:
         return []
     sizes = np.bincount(pieces.ravel(), minlength=count + 1)
-    return [pieces == i for i in range(1, count + 1) if sizes[i] >= min_voxels]
+    out = []
+    for i, box in enumerate(ndimage.find_objects(pieces), start=1):
+        if sizes[i] >= min_voxels:
+            piece = np.zeros(mask.shape, dtype=bool)
+            piece[box] = pieces[box] == i
+            out.append(piece)
+    return out
 
 
 __all__ = ["Context", "Box", "grow", "components"]

@@ -53,13 +53,11 @@ def labelled_findings(ctx: Context) -> list[Finding]:
         pieces = components(labels == label, min_voxels)
         if not pieces:
             continue
-        teeth = np.isin(labels, FDI_TEETH)
-        nearest_tooth = _nearest_tooth_labels(labels, teeth, ctx.spacing)
         tips = _root_tips(ctx) if kind is FindingKind.PERIAPICAL_LESION else {}
         by_tooth: dict[int | None, np.ndarray] = {}
         for piece in pieces:
             centre = np.argwhere(piece).mean(axis=0) + [s.start for s in box]
-            fdi = _apex_tooth(ctx, centre, tips) or _tooth_of(piece, labels, nearest_tooth)
+            fdi = _apex_tooth(ctx, centre, tips) or _tooth_of(piece, labels, ctx.spacing)
             by_tooth[fdi] = by_tooth.get(fdi, np.zeros_like(piece)) | piece
         for fdi, mask in sorted(by_tooth.items(), key=lambda item: item[0] or 0):
             if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, mask):
@@ -78,7 +76,7 @@ def _callable_lesion(ctx: Context, fdi: int | None, mask: np.ndarray) -> bool:
     volume = float(np.count_nonzero(mask)) * ctx.voxel_size()
     if volume < MIN_LESION_MM3:
         return False
-    body = ndimage.binary_opening(mask)  # without the thin tails a lesion label may grow
+    body = ndimage.binary_opening(np.pad(mask[_around(mask)], 1))  # without the thin tails a lesion label may grow
     if not body.any():
         return False
     ball = (6.0 * float(np.count_nonzero(body)) * ctx.voxel_size() / np.pi) ** (1.0 / 3.0)
@@ -108,27 +106,31 @@ def _apex_tooth(ctx: Context, centre: np.ndarray, tips: dict[int, np.ndarray]) -
     return best
 
 
-def _nearest_tooth_labels(labels: np.ndarray, teeth: np.ndarray, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(distance mm to the nearest tooth voxel, that voxel's FDI id) for every voxel of a crop."""
-    if not teeth.any():
-        return None
-    distance, index = ndimage.distance_transform_edt(~teeth, sampling=spacing, return_indices=True)
-    return distance, labels[tuple(index)]
+def _around(mask: np.ndarray, grow: tuple[int, ...] | int = 1) -> tuple[slice, ...]:
+    """Bounding box of a mask grown by ``grow`` voxels (per axis; clipped to the array)."""
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    grow = (grow,) * mask.ndim if isinstance(grow, int) else grow
+    return tuple(slice(max(0, b.start - g), min(n, b.stop + g)) for b, g, n in zip(box, grow, mask.shape))
 
 
-def _tooth_of(piece: np.ndarray, labels: np.ndarray, nearest: tuple[np.ndarray, np.ndarray] | None) -> int | None:
+def _tooth_of(piece: np.ndarray, labels: np.ndarray, spacing: tuple[float, ...]) -> int | None:
     """FDI number of the tooth a piece belongs to: the one it touches most (a cavity
     wraps its caries or filling, a neighbour only meets it), else the nearest one
     within ``SEARCH_MM``."""
-    ring = ndimage.binary_dilation(piece) & ~piece
-    touched = labels[ring]
+    around = _around(piece)
+    local = piece[around]
+    touched = labels[around][ndimage.binary_dilation(local) & ~local]
     touched = touched[np.isin(touched, FDI_TEETH)]
     if touched.size:
         values, counts = np.unique(touched, return_counts=True)
         return int(values[np.argmax(counts)])
-    if nearest is None:
+    reach = _around(piece, tuple(int(np.ceil(SEARCH_MM / s)) + 1 for s in spacing))
+    local = labels[reach]
+    teeth = np.isin(local, FDI_TEETH)
+    if not teeth.any():
         return None
-    distance, fdi = nearest
+    distance, index = ndimage.distance_transform_edt(~teeth, sampling=spacing, return_indices=True)
+    fdi, piece = local[tuple(index)], piece[reach]
     near = piece & (distance <= SEARCH_MM)
     if not near.any():
         return None
