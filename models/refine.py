@@ -60,7 +60,7 @@ def dental_region(labels: np.ndarray, spacing: tuple[float, ...], margin_mm: flo
         hits = np.flatnonzero(mask.any(axis=others))
         if hits.size == 0:
             return None
-        grow = int(np.ceil(margin_mm / spacing[axis]))
+        grow = int(np.ceil(round(margin_mm / spacing[axis], 6)))  # 0.7999999999999972 mm voxels count as 0.8
         box.append(slice(max(0, int(hits[0]) - grow), min(labels.shape[axis], int(hits[-1]) + 1 + grow)))
     return tuple(box)
 

@@ -186,7 +186,10 @@ def describe_training_data(config: TrainConfig) -> str:
     data = config.data
     if isinstance(data, PhantomData):
         first, last = data.train_seeds.start, data.train_seeds.stop - 1
-        return f"odontoscan phantoms seeds {first}-{last}, size {data.size} — never a real scan"
+        extra = ""
+        if data.full_size_seeds is not None:
+            extra = f" and seeds {data.full_size_seeds.start}-{data.full_size_seeds.stop - 1}, size full"
+        return f"odontoscan phantoms seeds {first}-{last}, size {data.size}{extra} — never a real scan"
     return f"{data.source} dataset ({1 - data.val_fraction:.0%} of cases, split seed {data.split_seed})"
 
 
@@ -281,6 +284,13 @@ def render_model_card(metadata: ModelMetadata, parity: Parity, int8: Int8Outcome
         "",
         "## How to reproduce",
         f"1. Train with the config `{cfg.name}` (saved in the MLflow run {metadata.training_run_id or '(no run recorded)'}; seed {cfg.seed}).",
+    ]
+    if metadata.refiner is not None:
+        lines.append(
+            "   Train its fine model with its own config (`labels.refines: true`) and export that checkpoint "
+            "first (`odontoscan export --checkpoint FINE_CHECKPOINT ... --no-register --out FINE_MODEL_DIR`)."
+        )
+    lines += [
         f"2. `odontoscan export --checkpoint CHECKPOINT --name {metadata.name} --version {metadata.version} --out DIR"
         + (" --refiner FINE_MODEL_DIR" if metadata.refiner is not None else "") + "`",
         f"3. `odontoscan evaluate --model DIR --phantom-seeds 2000-2019 --size small --out REPORT_DIR` "

@@ -103,3 +103,9 @@ def test_a_refiner_must_predict_only_refinable_classes():
     document = metadata_for([0, 11, 36]).model_dump() | {"refines": True}
     with pytest.raises(ValueError, match="a refining model is a CBCT model"):
         ModelMetadata.model_validate(document)
+
+
+def test_dental_region_ignores_float_noise_in_the_spacing():
+    """A series read along another axis reports 0.7999999999999972 mm: same box, same answer."""
+    coarse = _coarse()
+    assert dental_region(coarse, (0.8, 0.8, 0.8)) == dental_region(coarse, (0.8, 0.7999999999999972, 0.8000000000000003))
