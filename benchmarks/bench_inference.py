@@ -91,6 +91,8 @@ def main() -> None:
             (int8_dir / "model.onnx").write_bytes(
                 quantize_int8((model_dir / "model.onnx").read_bytes(), "image", phantom_patches(ckpt.config, args.seed + 1, 4))
             )
+            if meta.refiner is not None:  # the copy's metadata names the refiner: it must sit beside it
+                (int8_dir / meta.refiner.file).write_bytes((model_dir / meta.refiner.file).read_bytes())
         int8 = OnnxModel(int8_dir / "model.onnx" if meta.int8 is None else model_dir, threads=threads,
                          precision="fp32" if meta.int8 is None else "int8")
 
