@@ -53,16 +53,8 @@ _LOWER_LEFT, _LOWER_RIGHT = 3, 4  # FDI quadrants of the patient's lower left / 
 def dental_region(labels: np.ndarray, spacing: tuple[float, ...], margin_mm: float = MARGIN_MM) -> Box | None:
     """Bounding box (index slices of ``labels``) of the voxels labelled with a refined class,
     grown by ``margin_mm`` on every side and clipped to the array; None if there is none."""
-    mask = np.isin(labels, REFINED_IDS)
-    box = []
-    for axis in range(labels.ndim):
-        others = tuple(a for a in range(labels.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=others))
-        if hits.size == 0:
-            return None
-        grow = int(np.ceil(round(margin_mm / spacing[axis], 6)))  # 0.7999999999999972 mm voxels count as 0.8
-        box.append(slice(max(0, int(hits[0]) - grow), min(labels.shape[axis], int(hits[-1]) + 1 + grow)))
-    return tuple(box)
+    grow = [int(np.ceil(round(margin_mm / s, 6))) for s in spacing]  # 0.7999999999999972 mm voxels count as 0.8
+    return _bounding_box(np.isin(labels, REFINED_IDS), grow)
 
 
 def merge_refined(coarse: np.ndarray, fine: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
@@ -112,12 +104,20 @@ def _nearest(labels: np.ndarray, source: np.ndarray, spacing: tuple[float, ...],
 def _reach_box(source: np.ndarray, where: np.ndarray) -> Box:
     """The bounding box of ``where`` and ``source`` together (so every voxel of ``where``
     finds its nearest source voxel inside it)."""
-    both = source | where
+    box = _bounding_box(source | where, [0] * source.ndim)
+    assert box is not None  # callers pass a non-empty ``source``
+    return box
+
+
+def _bounding_box(mask: np.ndarray, grow: list[int]) -> Box | None:
+    """Index slices around the voxels of ``mask``, grown by ``grow[axis]`` voxels and
+    clipped to the array; None for an empty mask."""
     box = []
-    for axis in range(both.ndim):
-        others = tuple(a for a in range(both.ndim) if a != axis)
-        hits = np.flatnonzero(both.any(axis=others))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hits.size == 0:
+            return None
+        box.append(slice(max(0, int(hits[0]) - grow[axis]), min(mask.shape[axis], int(hits[-1]) + 1 + grow[axis])))
     return tuple(box)
 
 
