@@ -90,6 +90,11 @@ class Label(IntEnum):
 
 PULP_OFFSET = 100  # pulp of tooth N has id 100 + N (ToothFairy3)
 
+# A refining model's (``labels.refines``) id for the tooth voxels that touch another
+# tooth: it lets inference tell touching teeth apart (odontoscan.models.refine). It is
+# a training target only and never appears in an output label map.
+TOOTH_CONTACT = 250
+
 _STRUCTURE_NAMES = {
     Label.BACKGROUND: "Background",
     Label.LOWER_JAWBONE: "Lower Jawbone",

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from odontoscan.datasets.errors import ModelError, ModelFitError
-from odontoscan.datasets.labels import PULP_OFFSET
+from odontoscan.datasets.labels import PULP_OFFSET, TOOTH_CONTACT
 from odontoscan.models.preprocess import PreprocessConfig
 from odontoscan.models.teeth import LEFT_SIDE_TEETH, RIGHT_SIDE_TEETH, left_twin
 
@@ -65,7 +65,7 @@ class RefinerRef(BaseModel):
     sha256: str | None = None  # filled in by write_model_dir
 
 
-REFINED_CLASSES = (0, 3, 8, 9, 10, 11, 200, 201, 202, 203)  # what a refining model may predict
+REFINED_CLASSES = (0, 3, 8, 9, 10, 11, 200, 201, 202, 203, TOOTH_CONTACT)  # what a refining model may predict
 
 
 class ModelMetadata(BaseModel):

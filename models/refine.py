@@ -12,7 +12,13 @@ label maps on the fine grid:
 
 * the coarse labels of the owned classes give way to their nearest other coarse label
   (a coarse tooth voxel the fine model calls bone becomes bone);
-* each fine tooth voxel takes the FDI number of the nearest coarse tooth voxel;
+* each fine tooth voxel takes the FDI number of the nearest coarse tooth voxel; with a
+  refiner that also learnt where teeth touch (``TOOTH_CONTACT``), the teeth are first
+  cut apart along those contacts (and peeled by ``CORE_EROSION`` voxels, so a contact
+  the model drew with a gap does not leave two teeth joined) and each piece takes,
+  whole, the number most of its voxels got (unless it also holds most of another
+  number's voxels: two teeth the cut missed keep the voxelwise numbers); the contact
+  and peeled voxels join the nearest piece;
 * each fine canal voxel takes the side of the nearest lower tooth (quadrant 3 is the
   patient's left, canal 3), or of the nearest coarse canal without lower teeth;
 * every other owned class is taken from the fine model as it is;
@@ -27,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from odontoscan.datasets.labels import FDI_TEETH, Label
+from odontoscan.datasets.labels import FDI_TEETH, TOOTH_CONTACT, Label
 from odontoscan.models.teeth import absorb_fragments
 
 Box = tuple[slice, ...]
@@ -47,6 +53,8 @@ REFINED_IDS: tuple[int, ...] = (
     int(Label.ROOT_CANAL_FILLING),
 )
 MARGIN_MM = 8.0
+WHOLE_TOOTH_SHARE = 0.5  # a piece holding this share of a number's voxels holds that tooth
+CORE_EROSION = 2  # voxels peeled off the teeth before cutting them into pieces
 _LOWER_LEFT, _LOWER_RIGHT = 3, 4  # FDI quadrants of the patient's lower left / right
 
 
@@ -66,16 +74,44 @@ def merge_refined(coarse: np.ndarray, fine: np.ndarray, spacing: tuple[float, ..
     out = _nearest(coarse, ~owned, spacing, where=owned) if owned.any() and not owned.all() else np.where(owned, 0, coarse)
     out = out.astype(coarse.dtype, copy=False)
     for class_id in np.unique(fine):
-        if class_id in (0, TOOTH, CANAL):
+        if class_id in (0, TOOTH, CANAL, TOOTH_CONTACT):
             continue
         out[fine == class_id] = class_id
-    tooth, canal = fine == TOOTH, fine == CANAL
+    tooth, contact, canal = fine == TOOTH, fine == TOOTH_CONTACT, fine == CANAL
     coarse_teeth = np.isin(coarse, FDI_TEETH)
-    if tooth.any() and coarse_teeth.any():
-        out[tooth] = _nearest(coarse, coarse_teeth, spacing, where=tooth)[tooth]
+    if (tooth.any() or contact.any()) and coarse_teeth.any():
+        numbers = _number_teeth(coarse, coarse_teeth, tooth, contact, spacing)
+        out[tooth | contact] = numbers[tooth | contact]
     if canal.any():
         out[canal] = _canal_sides(coarse, canal, spacing)[canal]
     return absorb_fragments(out)
+
+
+def _number_teeth(
+    coarse: np.ndarray, coarse_teeth: np.ndarray, tooth: np.ndarray, contact: np.ndarray, spacing: tuple[float, ...]
+) -> np.ndarray:
+    """FDI numbers for the fine ``tooth`` and ``contact`` voxels (0 elsewhere), as the
+    module docstring describes."""
+    teeth = tooth | contact
+    nearest = _nearest(coarse, coarse_teeth, spacing, where=teeth)
+    numbers = np.where(teeth, nearest, 0).astype(coarse.dtype)
+    core = ndimage.binary_erosion(tooth, iterations=CORE_EROSION) if contact.any() else tooth
+    if not contact.any() or not core.any():
+        return numbers
+    pieces, count = ndimage.label(core)
+    piece, number = pieces[core], nearest[core].astype(np.intp)
+    votes = np.zeros((count + 1, int(number.max()) + 1), dtype=np.int64)
+    np.add.at(votes, (piece, number), 1)
+    share = votes / np.maximum(votes.sum(axis=0, keepdims=True), 1)  # of each number's voxels
+    top = votes.argmax(axis=1)
+    others = share.copy()
+    others[np.arange(count + 1), top] = 0
+    whole = np.where(others.max(axis=1) < WHOLE_TOOTH_SHARE, top, 0)
+    whole[0] = 0
+    assigned = whole[pieces]
+    numbers = np.where(assigned > 0, assigned, numbers).astype(coarse.dtype)
+    rim = teeth & ~core
+    return np.where(rim, _nearest(numbers, core, spacing, where=rim), numbers)
 
 
 def _canal_sides(coarse: np.ndarray, canal: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from odontoscan.datasets.errors import ConfigError, describe_validation_error
-from odontoscan.datasets.labels import PULP_OFFSET
+from odontoscan.datasets.labels import PULP_OFFSET, TOOTH_CONTACT
 from odontoscan.models.preprocess import PreprocessConfig
 
 
@@ -92,6 +92,8 @@ class LabelConfig(_Strict):
     # learns every tooth (and its pulp) as tooth 11 and both canals as canal 3; the
     # coarse model's label map gives each tooth its number and each canal its side.
     refines: bool = False
+    # A refining model may also learn TOOTH_CONTACT (250): tooth voxels next to another
+    # tooth, marked from the ground truth on the model's grid (training.labels.to_channels).
 
     @model_validator(mode="after")
     def _consistent(self) -> LabelConfig:
@@ -105,8 +107,12 @@ class LabelConfig(_Strict):
             others = sorted(k for k in self.classes if 12 <= k <= 48 or k == 4)
             if others:
                 raise ValueError(f"a refining model learns teeth as 11 and canals as 3 only; remove ids {others} from classes")
+            if TOOTH_CONTACT in self.classes and 11 not in self.classes:
+                raise ValueError(f"the tooth contact class {TOOTH_CONTACT} needs the tooth class 11")
             for source, target in refine_folds(self.classes).items():
                 self.merge.setdefault(source, target)
+        elif TOOTH_CONTACT in self.classes:
+            raise ValueError(f"the tooth contact class {TOOTH_CONTACT} is for a refining model only (refines: true)")
         if self.tooth_sides == "midline":
             left = sorted(k for k in self.classes if 21 <= k <= 38)
             if left:
@@ -173,6 +179,25 @@ class SamplingConfig(_Strict):
     class_weights: dict[int, float] = Field(default_factory=dict)
 
 
+class LossConfig(_Strict):
+    """The DiceCE loss. ``class_weights`` (label id -> weight; ids not named weigh 1)
+    rescale each class in both terms (MONAI DiceCELoss ``weight``), so a class of a few
+    dozen voxels per scan (caries) is not drowned by the large ones."""
+
+    class_weights: dict[int, float] = Field(default_factory=dict)
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive(cls, v: dict[int, float]) -> dict[int, float]:
+        if any(w <= 0 for w in v.values()):
+            raise ValueError("loss class weights must be positive")
+        return v
+
+    def weights(self, classes: list[int]) -> list[float]:
+        """One weight per channel of ``classes``."""
+        return [float(self.class_weights.get(k, 1.0)) for k in classes]
+
+
 class OptimizerConfig(_Strict):
     name: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(2e-3, gt=0)
@@ -200,6 +225,7 @@ class TrainConfig(_Strict):
     val_interval: int = Field(1, ge=1)
     augmentation: AugmentConfig = Field(default_factory=AugmentConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     seed: int = 0
@@ -223,9 +249,10 @@ class TrainConfig(_Strict):
         spacing = self.preprocess.spacing_mm
         if spacing is not None and len(spacing) != self.spatial_dims:
             raise ValueError(f"preprocess.spacing_mm needs {self.spatial_dims} values for task {self.task}")
-        unknown = sorted(set(self.sampling.class_weights) - set(self.labels.classes))
-        if unknown:
-            raise ValueError(f"sampling.class_weights names ids {unknown} that are not in labels.classes")
+        for key, weights in (("sampling", self.sampling.class_weights), ("loss", self.loss.class_weights)):
+            unknown = sorted(set(weights) - set(self.labels.classes))
+            if unknown:
+                raise ValueError(f"{key}.class_weights names ids {unknown} that are not in labels.classes")
         return self
 
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from odontoscan.datasets.errors import ConfigError, ExportError, ModelError
 from odontoscan.datasets.version import odontoscan_version
-from odontoscan.datasets.labels import FDI_TEETH
+from odontoscan.datasets.labels import FDI_TEETH, TOOTH_CONTACT
 from odontoscan.datasets.labels import label_names as all_label_names
 from odontoscan.models.metadata import (
     CARD_FILE,
@@ -201,7 +201,7 @@ def build_metadata(checkpoint: Checkpoint, *, name: str, version: str) -> ModelM
     if cfg.labels.tooth_sides == "midline":
         output_ids += [k for k in side_folds(cfg.labels.classes) if k in FDI_TEETH]
     if cfg.labels.refines:  # one class for every tooth and one for both canals
-        names = {**names, 11: "Tooth (any)", 3: "Inferior Alveolar Canal (either side)"}
+        names = {**names, 11: "Tooth (any)", 3: "Inferior Alveolar Canal (either side)", TOOTH_CONTACT: "Tooth Contact"}
     metrics = dict(checkpoint.metrics)
     if checkpoint.best_metric >= 0:
         metrics.setdefault("val_mean_dice", float(checkpoint.best_metric))

@@ -4,6 +4,10 @@ A config's :class:`~odontoscan.training.config.LabelConfig` names the DESIGN.md 
 output channel predicts (``classes``) and folds other ids onto them (``merge``, e.g.
 pulp 111 -> tooth 11). Ids in neither become background (channel 0).
 
+A refining model's tooth contact class (``TOOTH_CONTACT``) is marked here from the
+ground truth: every tooth voxel with a voxel of another tooth among its 26 neighbours
+(a band two voxels wide where teeth touch), on the grid the model trains on.
+
 Left/right mirroring (for the left-right flip augmentation) is also defined here in
 terms of ids: FDI quadrant 1 <-> 2 and 3 <-> 4, canals 3 <-> 4, sinuses 5 <-> 6,
 incisive canals 103 <-> 104, pulp 1xx like its tooth.
@@ -13,7 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from odontoscan.datasets.labels import PULP_OFFSET, Label
+from scipy import ndimage
+
+from odontoscan.datasets.labels import FDI_TEETH, PULP_OFFSET, TOOTH_CONTACT, Label
 from odontoscan.training.config import LabelConfig
 
 _MIRRORED_STRUCTURES = {
@@ -41,7 +47,24 @@ def to_channels(label: np.ndarray, labels: LabelConfig) -> np.ndarray:
     if label.size and int(label.min()) < 0:
         raise ValueError("label maps must not hold negative ids")
     table = channel_table(labels, int(label.max()) if label.size else 0)
-    return table[label.astype(np.intp, copy=False)]
+    channels = table[label.astype(np.intp, copy=False)]
+    if TOOTH_CONTACT in labels.classes:
+        channels[tooth_contacts(label)] = labels.classes.index(TOOTH_CONTACT)
+    return channels
+
+
+def tooth_contacts(label: np.ndarray) -> np.ndarray:
+    """Mask of the tooth voxels (pulp counts as its tooth) with a voxel of another tooth
+    among their 26 neighbours."""
+    ids = np.asarray(label).astype(np.int32)
+    ids = np.where(np.isin(ids, [PULP_OFFSET + t for t in FDI_TEETH]), ids - PULP_OFFSET, ids)
+    teeth = np.isin(ids, FDI_TEETH)
+    if not teeth.any():
+        return teeth
+    ids = np.where(teeth, ids, 0).astype(np.uint8)
+    highest = ndimage.maximum_filter(ids, size=3)
+    lowest = ndimage.minimum_filter(np.where(teeth, ids, 255).astype(np.uint8), size=3)
+    return teeth & ((highest != ids) | (lowest != ids))
 
 
 def mirrored_id(label_id: int) -> int:

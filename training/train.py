@@ -207,7 +207,8 @@ def _train(config, context, uri, previous, output_dir, data_path, cache_dir, pro
     dataset = Dataset([prepare(item) for item in data.train], transform=transforms)
     sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.seed)
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=0, collate_fn=list_data_collate)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    loss_weight = torch.tensor(config.loss.weights(config.labels.classes), device=device)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, weight=loss_weight)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     runlog = None

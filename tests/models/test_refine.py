@@ -5,6 +5,7 @@ import pytest
 from helpers.onnx_models import metadata_for, pointwise_model
 
 from odontoscan.datasets.errors import ModelError
+from odontoscan.datasets.labels import TOOTH_CONTACT
 from odontoscan.models.metadata import ModelMetadata, RefinerRef, read_model_dir, write_model_dir
 from odontoscan.models.refine import dental_region, merge_refined
 from odontoscan.models.runtime import OnnxModel
@@ -29,6 +30,37 @@ def test_fine_teeth_take_the_number_of_the_nearest_coarse_tooth():
     merged = merge_refined(coarse, fine, SPACING)
     assert (merged[25:33, 7:13, 5:16] == 36).all()
     assert (merged[7:15, 7:13, 5:16] == 46).all()
+
+
+def _touching_row() -> tuple[np.ndarray, np.ndarray]:
+    """Three touching lower teeth 44 | 45 | 46 (8 voxels wide each along x) as a refiner
+    with the contact class draws them, and a coarse map whose boundaries sit 2 voxels
+    too far towards 44."""
+    fine = np.zeros((40, 16, 16), np.uint8)
+    fine[4:28, 4:12, 4:12] = 11
+    fine[11:13, 4:12, 4:12] = TOOTH_CONTACT  # 44 | 45 at x = 12
+    fine[19:21, 4:12, 4:12] = TOOTH_CONTACT  # 45 | 46 at x = 20
+    coarse = np.zeros_like(fine)
+    coarse[4:10, 4:12, 4:12], coarse[10:18, 4:12, 4:12], coarse[18:28, 4:12, 4:12] = 44, 45, 46
+    return coarse, fine
+
+
+def test_teeth_cut_apart_at_their_contacts_take_the_number_most_of_them_got():
+    coarse, fine = _touching_row()
+    merged = merge_refined(coarse, fine, SPACING)
+    assert (merged[4:12, 4:12, 4:12] == 44).all()
+    assert (merged[12:20, 4:12, 4:12] == 45).all()
+    assert (merged[20:28, 4:12, 4:12] == 46).all()
+
+
+def test_teeth_the_contacts_do_not_separate_keep_the_voxelwise_numbers():
+    coarse, fine = _touching_row()
+    fine[fine == TOOTH_CONTACT] = 11
+    fine[19:21, 4:12, 4:12] = TOOTH_CONTACT  # only 45 | 46 drawn: 44 and 45 stay one piece
+    merged = merge_refined(coarse, fine, SPACING)
+    assert (merged[4:10, 4:12, 4:12] == 44).all()  # as the coarse model said, not all 45
+    assert (merged[12:18, 4:12, 4:12] == 45).all()
+    assert (merged[21:28, 4:12, 4:12] == 46).all()
 
 
 def test_coarse_tooth_voxels_the_fine_model_rejects_become_the_nearest_other_structure():

@@ -87,6 +87,23 @@ def test_refining_labels_fold_every_tooth_and_canal():
         parse_config(_with(labels={"classes": [0, 3, 4, 11, 36], "refines": True}))
 
 
+def test_tooth_contact_class_is_for_refining_models_with_a_tooth_class():
+    assert parse_config(_with(labels={"classes": [0, 11, 250], "refines": True})).labels.classes == [0, 11, 250]
+    with pytest.raises(ConfigError, match="for a refining model only"):
+        parse_config(_with(labels={"classes": [0, 11, 250]}))
+    with pytest.raises(ConfigError, match="needs the tooth class 11"):
+        parse_config(_with(labels={"classes": [0, 3, 250], "refines": True}))
+
+
+def test_loss_class_weights_name_known_classes_and_are_positive():
+    config = parse_config(_with(loss={"class_weights": {11: 4.0}}))
+    assert config.loss.weights(config.labels.classes) == [1.0, 1.0, 1.0, 4.0]
+    with pytest.raises(ConfigError, match=r"loss.class_weights names ids \[200\]"):
+        parse_config(_with(loss={"class_weights": {200: 2.0}}))
+    with pytest.raises(ConfigError, match="must be positive"):
+        parse_config(_with(loss={"class_weights": {11: 0}}))
+
+
 def test_full_size_seeds_must_not_overlap_validation():
     data = {
         "source": "phantom", "train_seeds": {"start": 0, "stop": 4}, "full_size_seeds": {"start": 100, "stop": 104},

@@ -12,9 +12,16 @@ from odontoscan.training import data as training_data
 from odontoscan.training.augment import FlipLeftRightd
 from odontoscan.training.config import LabelConfig, parse_config
 from odontoscan.training.data import load_training_data, phantom_arrays
-from odontoscan.training.labels import mirrored_channels, mirrored_id, to_channels
+from odontoscan.training.labels import mirrored_channels, mirrored_id, to_channels, tooth_contacts
 
 pytestmark = pytest.mark.usefixtures("quiet_offline")
+
+
+def test_tooth_contacts_are_the_voxels_of_a_tooth_next_to_another_tooth():
+    row = np.array([[0, 36, 36, 36, 136, 37, 37, 37, 1, 38]])  # pulp counts as its tooth
+    assert tooth_contacts(row).astype(int).tolist() == [[0, 0, 0, 0, 1, 1, 0, 0, 0, 0]]
+    labels = LabelConfig(classes=[0, 11, 250], refines=True)
+    assert to_channels(row, labels).tolist() == [[0, 1, 1, 1, 2, 2, 1, 1, 0, 1]]
 
 
 def test_label_ids_map_to_channels_with_merge_and_unknowns_as_background():
