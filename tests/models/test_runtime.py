@@ -5,9 +5,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from helpers.onnx_models import threshold_model_dir
+from helpers.onnx_models import metadata_for, pointwise_model, threshold_model_dir
 
 from odontoscan.datasets.errors import ConfigError
+from odontoscan.models.metadata import write_model_dir
 from odontoscan.models.runtime import OnnxModel, ort_threads
 from odontoscan.models.sliding_window import blend_slabs, gaussian_importance, window_starts
 
@@ -101,3 +102,19 @@ def test_memory_stays_bounded_on_a_large_volume(tmp_path):
     # ring buffer (33 x 96 x 96 x 16 x 4 = 19 MB), one finalised chunk and the float32
     # image (and its normalisation temporary), instead of 302 MB of whole-volume logits
     assert peak < 0.25 * whole_volume_logits, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_slivers_of_a_tooth_number_on_another_tooth_join_that_tooth(tmp_path):
+    """The network paints a 2-pixel sliver of 12 on tooth 11; a real tooth 12 elsewhere stays 12."""
+    # grey 700 -> 11, grey 900 -> 12 (logits: 0.5 | x | 2x - 0.8 on x = grey / 1000)
+    onnx_bytes = pointwise_model([0.0, 1.0, 2.0], [0.5, 0.0, -0.8], spatial_dims=2)
+    write_model_dir(onnx_bytes, metadata_for([0, 11, 12], patch_size=(16, 16), task="radiograph"), tmp_path)
+    image = np.zeros((40, 40), np.float32)
+    image[4:16, 4:16] = 700
+    image[9:11, 15:16] = 900  # sliver on the edge of 11
+    image[24:36, 24:36] = 900
+    labels = OnnxModel(tmp_path, threads=1).segment(image, (0.4, 0.4))
+    assert (labels[4:16, 4:16] == 11).all()
+    assert (labels[24:36, 24:36] == 12).all()
+    raw = OnnxModel(tmp_path, threads=1).segment(image, (0.4, 0.4), postprocess=False)
+    assert (raw[9:11, 15] == 12).all()
