@@ -6,7 +6,10 @@ kind on one tooth form one finding. Caries get a depth class from the image: the
 pulp is the dark core of the tooth (grey value under ``PULP_FRACTION`` of the
 tooth's median), caries within ``NEAR_PULP_MM`` of it are "near_pulp", caries no
 deeper than ``ENAMEL_DEPTH_MM`` below the tooth surface are "enamel", the rest
-"dentin". Restorations in volumes are graded "amalgam" (metallic: median grey value
+"dentin". A caries piece is reported only when it is on a tooth and radiolucent: its
+mean grey value below ``RADIOLUCENT_FRACTION`` of its tooth's median, but not as dark
+as the pulp (a piece that dark is pulp or soft tissue the model mistook for caries).
+Restorations in volumes are graded "amalgam" (metallic: median grey value
 at least ``METAL_GREY``) or "composite".
 """
 
@@ -39,6 +42,7 @@ PULP_FRACTION = 0.55
 NEAR_PULP_MM = 1.25
 METAL_GREY = 3500.0  # restorations at least this bright (median) are metallic (amalgam)
 ENAMEL_DEPTH_MM = 1.5
+RADIOLUCENT_FRACTION = 0.9
 
 
 def labelled_findings(ctx: Context) -> list[Finding]:
@@ -58,6 +62,8 @@ def labelled_findings(ctx: Context) -> list[Finding]:
         for piece in pieces:
             centre = np.argwhere(piece).mean(axis=0) + [s.start for s in box]
             fdi = _apex_tooth(ctx, centre, tips) or _tooth_of(piece, labels, ctx.spacing)
+            if kind is FindingKind.CARIES and not _callable_caries(ctx, fdi, piece, box):
+                continue
             by_tooth[fdi] = by_tooth.get(fdi, np.zeros_like(piece)) | piece
         for fdi, mask in sorted(by_tooth.items(), key=lambda item: item[0] or 0):
             if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, mask):
@@ -81,6 +87,20 @@ def _callable_lesion(ctx: Context, fdi: int | None, mask: np.ndarray) -> bool:
         return False
     ball = (6.0 * float(np.count_nonzero(body)) * ctx.voxel_size() / np.pi) ** (1.0 / 3.0)
     return measure.largest_diameter_mm(body, ctx.spacing) <= MAX_LESION_ELONGATION * ball
+
+
+def _callable_caries(ctx: Context, fdi: int | None, piece: np.ndarray, box: tuple[slice, ...]) -> bool:
+    """Whether a caries piece (mask inside crop ``box``) is on a tooth and radiolucent
+    (see the module docstring); without an image only the tooth is checked."""
+    if fdi is None:
+        return False
+    tooth = ctx.labels[box] == fdi
+    if ctx.image is None or not tooth.any():
+        return True
+    image = ctx.image[box]
+    sound = float(np.median(image[tooth]))
+    grey = float(np.mean(image[piece]))
+    return PULP_FRACTION * sound <= grey < RADIOLUCENT_FRACTION * sound
 
 
 def _root_tips(ctx: Context) -> dict[int, np.ndarray]:

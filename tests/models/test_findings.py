@@ -120,6 +120,7 @@ def _tooth_block(caries_depth_voxels: int) -> tuple[np.ndarray, np.ndarray]:
     image[10:50, 10:50, 10:50] = 1800.0
     image[26:34, 26:34, 26:34] = 600.0  # pulp
     labels[50 - caries_depth_voxels : 50, 28:32, 28:32] = Label.CARIES
+    image[50 - caries_depth_voxels : 50, 28:32, 28:32] = 1000.0  # radiolucent
     labels[:, :, :8] = Label.LOWER_JAWBONE
     return labels, image
 
@@ -132,6 +133,25 @@ def test_caries_depth_class(depth, grade):
     caries = [f for f in found.findings if f.kind is FindingKind.CARIES]
     assert len(caries) == 1 and caries[0].fdi == 36 and caries[0].grade == grade
     assert caries[0].measurements["volume_mm3"].value == pytest.approx(depth * 16 * 0.125)
+
+
+@pytest.mark.parametrize("grey", [1800.0, 600.0])
+def test_caries_labels_as_bright_as_sound_tooth_or_as_dark_as_pulp_are_not_reported(grey):
+    labels, image = _tooth_block(8)
+    image[labels == Label.CARIES] = grey
+    scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=[0.5] * 3)
+    found = extract_findings(labels, (0.5, 0.5, 0.5), scan=scan, model=MODEL, image=image)
+    assert not [f for f in found.findings if f.kind is FindingKind.CARIES]
+
+
+def test_caries_labels_off_every_tooth_are_not_reported():
+    labels, image = _tooth_block(8)
+    labels[labels == Label.CARIES] = 36
+    labels[2:6, 28:32, 28:32] = Label.CARIES  # 2 mm outside the tooth's -x face, in soft tissue
+    labels[labels == 36] = 0  # ... and no tooth within reach at all
+    scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=[0.5] * 3)
+    found = extract_findings(labels, (0.5, 0.5, 0.5), scan=scan, model=MODEL, image=image)
+    assert not [f for f in found.findings if f.kind is FindingKind.CARIES]
 
 
 def test_a_stray_bridge_piece_far_from_any_gap_is_no_pontic():
