@@ -19,7 +19,7 @@ from scipy import ndimage
 from odontoscan.datasets import measure
 from odontoscan.datasets.findings_schema import ToothStatus
 from odontoscan.datasets.labels import FDI_TEETH, Label, is_upper, tooth_type
-from odontoscan.models.findings.context import Context, components, grow
+from odontoscan.models.findings.context import Context, components, grow, largest_component
 
 # Mean mesio-distal crown widths (mm), central incisor .. third molar.
 UPPER_WIDTHS_MM = (8.5, 6.5, 7.5, 7.0, 6.5, 10.0, 9.0, 8.5)
@@ -29,7 +29,7 @@ PRESENT_FRACTION = 0.35  # of the median size of the scan's teeth of that type: 
 MIN_OBJECT_SIZE = {3: 60.0, 2: 15.0}  # mm^3 / mm^2: implants, pontics, crowns smaller than this are stray labels
 CROWNED_SHARE = 0.3  # of a tooth's surface next to a crown or bridge: the tooth is crowned
 SITE_TOLERANCE = 0.75  # of the tooth's crown width: an implant or pontic this far from the site belongs to none
-IMPACTED_ANGLE_DEG = 40.0  # long axis this far from the second molar's
+IMPACTED_ANGLE_DEG = 20.0  # long axis this far from the second molar's (an erupted one: within ~10 deg)
 IMPACTED_DEPTH_MM = 2.5  # crown tip this much further from the occlusal plane than the second molar's
 
 
@@ -105,9 +105,10 @@ def impaction_angle(ctx: Context, fdi: int, status: dict[int, ToothStatus]) -> f
     mask = ctx.mask(fdi)
     if mask is None or np.count_nonzero(mask) < 3:
         return None
+    mask = largest_component(mask)
     neighbour = fdi - 1
     erupted_neighbour = status.get(neighbour) in (ToothStatus.PRESENT, ToothStatus.CROWN)
-    reference = measure.principal_axis(ctx.mask(neighbour), ctx.spacing) if erupted_neighbour else _vertical(ctx)
+    reference = measure.principal_axis(largest_component(ctx.mask(neighbour)), ctx.spacing) if erupted_neighbour else _vertical(ctx)
     angle = measure.angle_between_deg(measure.principal_axis(mask, ctx.spacing), reference)
     if angle >= IMPACTED_ANGLE_DEG:
         return angle
@@ -127,7 +128,7 @@ def _vertical(ctx: Context) -> np.ndarray:
 def _tip_gap_mm(ctx: Context, fdi: int) -> float:
     """Distance (mm) from a tooth's crown tip (its point nearest the occlusal plane) to that plane."""
     box = ctx.box(fdi)
-    index = np.argwhere(ctx.mask(fdi)) + [s.start for s in box]
+    index = np.argwhere(largest_component(ctx.mask(fdi))) + [s.start for s in box]
     up = ctx.up_mm(index) - ctx.occlusal_up_mm
     return float(up.min()) if is_upper(fdi) else float(-up.max())
 

@@ -182,6 +182,17 @@ def grow(box: Box, margin_mm: float, spacing: tuple[float, ...], shape: tuple[in
     return tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, shape))
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected piece (full connectivity) of a mask; the mask itself when it
+    is one piece or empty. Shape measures (long axes, tips) use it so that a stray sliver
+    of a tooth's number elsewhere does not swing them."""
+    structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim)
+    pieces, count = ndimage.label(mask, structure)
+    if count <= 1:
+        return mask
+    return pieces == int(np.argmax(np.bincount(pieces.ravel())[1:])) + 1
+
+
 def components(mask: np.ndarray, min_voxels: int = 1) -> list[np.ndarray]:
     """Connected pieces (full connectivity) of a mask with at least ``min_voxels`` voxels."""
     structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim)
