@@ -15,7 +15,8 @@ label maps on the fine grid:
 * each fine tooth voxel takes the FDI number of the nearest coarse tooth voxel; with a
   refiner that also learnt where teeth touch (``TOOTH_CONTACT``), the teeth are first
   cut apart along those contacts (and peeled by ``CORE_EROSION`` voxels, so a contact
-  the model drew with a gap does not leave two teeth joined) and each piece takes,
+  the model drew with a gap does not leave two teeth joined; a separate part the
+  peeling would wipe out, such as a crowned stump, stays whole) and each piece takes,
   whole, the number most of its voxels got (unless it also holds most of another
   number's voxels: two teeth the cut missed keep the voxelwise numbers); the contact
   and peeled voxels join the nearest piece;
@@ -55,6 +56,7 @@ REFINED_IDS: tuple[int, ...] = (
 MARGIN_MM = 8.0
 WHOLE_TOOTH_SHARE = 0.5  # a piece holding this share of a number's voxels holds that tooth
 CORE_EROSION = 2  # voxels peeled off the teeth before cutting them into pieces
+THIN_CORE_SHARE = 0.05  # a separate tooth part keeping less than this share of its voxels when peeled is not peeled
 _LOWER_LEFT, _LOWER_RIGHT = 3, 4  # FDI quadrants of the patient's lower left / right
 
 
@@ -95,8 +97,14 @@ def _number_teeth(
     teeth = tooth | contact
     nearest = _nearest(coarse, coarse_teeth, spacing, where=teeth)
     numbers = np.where(teeth, nearest, 0).astype(coarse.dtype)
-    core = ndimage.binary_erosion(tooth, iterations=CORE_EROSION) if contact.any() else tooth
-    if not contact.any() or not core.any():
+    if not contact.any():
+        return numbers
+    core = ndimage.binary_erosion(tooth, iterations=CORE_EROSION)
+    parts, count = ndimage.label(tooth)  # a part the peeling (nearly) wipes out, e.g. a crowned stump, stays as it is
+    thin = np.bincount(parts[core], minlength=count + 1) < THIN_CORE_SHARE * np.bincount(parts.ravel(), minlength=count + 1)
+    thin[0] = False
+    core |= thin[parts]
+    if not core.any():
         return numbers
     pieces, count = ndimage.label(core)
     piece, number = pieces[core], nearest[core].astype(np.intp)
