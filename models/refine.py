@@ -56,7 +56,8 @@ REFINED_IDS: tuple[int, ...] = (
 MARGIN_MM = 8.0
 WHOLE_TOOTH_SHARE = 0.5  # a piece holding this share of a number's voxels holds that tooth
 CORE_EROSION = 2  # voxels peeled off the teeth before cutting them into pieces
-THIN_CORE_SHARE = 0.05  # a separate tooth part keeping less than this share of its voxels when peeled is not peeled
+THIN_CORE_SHARE = 0.05  # a separate tooth part keeping less than this share of its voxels when peeled is not peeled...
+THIN_PART_MIN_MM3 = 20.0  # ... if it is this big (a crowned stump: 50-150 mm^3)
 _LOWER_LEFT, _LOWER_RIGHT = 3, 4  # FDI quadrants of the patient's lower left / right
 
 
@@ -101,7 +102,9 @@ def _number_teeth(
         return numbers
     core = ndimage.binary_erosion(tooth, iterations=CORE_EROSION)
     parts, count = ndimage.label(tooth)  # a part the peeling (nearly) wipes out, e.g. a crowned stump, stays as it is
-    thin = np.bincount(parts[core], minlength=count + 1) < THIN_CORE_SHARE * np.bincount(parts.ravel(), minlength=count + 1)
+    size = np.bincount(parts.ravel(), minlength=count + 1)
+    thin = np.bincount(parts[core], minlength=count + 1) < THIN_CORE_SHARE * size
+    thin &= size * float(np.prod(spacing)) >= THIN_PART_MIN_MM3  # specks still join their nearest piece
     thin[0] = False
     core |= thin[parts]
     if not core.any():

@@ -55,11 +55,13 @@ def test_teeth_cut_apart_at_their_contacts_take_the_number_most_of_them_got():
 
 def test_a_thin_tooth_part_the_peeling_would_wipe_out_keeps_its_own_number():
     coarse, fine = _touching_row()
-    fine[30:33, 6:10, 4:8] = 11  # a crowned stump beyond 46: 3 voxels thin, not touching it
+    fine[30:33, 4:12, 4:12] = 11  # a crowned stump beyond 46: 3 voxels thin (24 mm^3), not touching it
     coarse[29:34, 4:12, 4:12] = 47
+    fine[35:37, 6:8, 6:8], coarse[35:37, 6:8, 6:8] = 11, 48  # a speck the coarse model called 48
     merged = merge_refined(coarse, fine, SPACING)
-    assert (merged[30:33, 6:10, 4:8] == 47).all()  # not 46, whose peeled core is nearest
+    assert (merged[30:33, 4:12, 4:12] == 47).all()  # not 46, whose peeled core is nearest
     assert (merged[20:28, 4:12, 4:12] == 46).all()
+    assert (merged[35:37, 6:8, 6:8] == 47).all()  # a speck joins its nearest piece: no stray 48
 
 
 def test_teeth_the_contacts_do_not_separate_keep_the_voxelwise_numbers():
