@@ -154,24 +154,28 @@ def absorb_fragments(labels: np.ndarray, share: float = FRAGMENT_SHARE) -> np.nd
     kept (it may be a root tip or a small tooth). Returns a new label map.
     """
     out = labels.copy()
-    pieces = []  # (number, box, piece labels, piece index, voxels)
+    pieces = []  # (number, box of the piece in labels, piece mask in that box, voxels)
     for number, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None or number not in ALL_TEETH:
             continue
         parts, _ = ndimage.label(labels[box] == number)
-        pieces += [(number, box, parts, i, int(n)) for i, n in enumerate(np.bincount(parts.ravel())[1:], start=1)]
+        sizes = np.bincount(parts.ravel())
+        for index, sub in enumerate(ndimage.find_objects(parts), start=1):
+            if sub is not None:  # each piece in its own box: a noisy map has thousands
+                piece_box = tuple(slice(b.start + s.start, b.start + s.stop) for b, s in zip(box, sub))
+                pieces.append((number, piece_box, parts[sub] == index, int(sizes[index])))
     if not pieces:
         return out
     largest: dict[int, int] = {}
     for number, *_, size in pieces:
         largest[number] = max(largest.get(number, 0), size)
     limit = share * float(np.median(list(largest.values())))
-    for number, box, parts, index, size in pieces:
+    for number, box, piece, size in pieces:
         if size >= limit:
             continue
         grown = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, labels.shape))
         mask = np.zeros(tuple(g.stop - g.start for g in grown), dtype=bool)
-        mask[tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))] = parts == index
+        mask[tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))] = piece
         border = out[grown][ndimage.binary_dilation(mask) & ~mask]
         border = border[np.isin(border, ALL_TEETH) & (border != number)]
         if border.size:
