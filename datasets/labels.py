@@ -29,6 +29,8 @@ POSITION_NAMES = {
     8: "Third Molar (Wisdom Tooth)",
 }
 FDI_TEETH: tuple[int, ...] = tuple(q * 10 + p for q in (1, 2, 3, 4) for p in range(1, 9))
+UPPER_ARCH: tuple[int, ...] = (18, 17, 16, 15, 14, 13, 12, 11, 21, 22, 23, 24, 25, 26, 27, 28)  # patient's right to left
+LOWER_ARCH: tuple[int, ...] = (48, 47, 46, 45, 44, 43, 42, 41, 31, 32, 33, 34, 35, 36, 37, 38)
 
 
 class ToothType(str, Enum):
@@ -57,6 +59,11 @@ def is_upper(fdi: int) -> bool:
 
 def is_patient_left(fdi: int) -> bool:
     return fdi // 10 in (2, 3)
+
+
+def arch_of(fdi: int) -> tuple[int, ...]:
+    """The tooth's jaw as FDI numbers in order along the arch, patient's right to left."""
+    return UPPER_ARCH if is_upper(fdi) else LOWER_ARCH
 
 
 def tooth_name(fdi: int) -> str:

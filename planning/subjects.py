@@ -15,11 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from odontoscan.datasets.findings_schema import Finding, FindingKind, Findings, Severity, ToothStatus
-from odontoscan.datasets.labels import ToothType, is_upper, tooth_name, tooth_type
+from odontoscan.datasets.labels import ToothType, arch_of, is_upper, tooth_name, tooth_type
 from odontoscan.planning.rules import TEMPLATE_FIELDS, BoneState, Facts, PlanRules
 
-UPPER_ARCH = (18, 17, 16, 15, 14, 13, 12, 11, 21, 22, 23, 24, 25, 26, 27, 28)  # patient's right to left
-LOWER_ARCH = (48, 47, 46, 45, 44, 43, 42, 41, 31, 32, 33, 34, 35, 36, 37, 38)
 ABUTMENT_STATUSES = frozenset({ToothStatus.PRESENT, ToothStatus.CROWN})
 MISSING_TOOTH = "missing_tooth"
 
@@ -30,10 +28,6 @@ def number(value: float) -> str:
 
 def words(kind: str) -> str:
     return kind.replace("_", " ")
-
-
-def arch_of(fdi: int) -> tuple[int, ...]:
-    return UPPER_ARCH if is_upper(fdi) else LOWER_ARCH
 
 
 @dataclass
@@ -209,4 +203,4 @@ class Chart:
         return subjects
 
 
-__all__ = ["Chart", "Subject", "MISSING_TOOTH", "UPPER_ARCH", "LOWER_ARCH", "number", "words"]
+__all__ = ["Chart", "Subject", "MISSING_TOOTH", "number", "words"]

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from odontoscan.datasets.findings_schema import Finding, Findings, Severity, ToothStatus, Unit
+from odontoscan.datasets.labels import LOWER_ARCH, UPPER_ARCH
 from odontoscan.serving.outputs.overlays import OVERVIEW_NAMES, PANO_NAME, SEVERITY_COLOURS
 from odontoscan.datasets.writers import atomic_file
 
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
 NOTE = "Automated findings from a model trained on synthetic phantoms; for a clinician to verify."
-UPPER_ROW = (18, 17, 16, 15, 14, 13, 12, 11, 21, 22, 23, 24, 25, 26, 27, 28)
-LOWER_ROW = (48, 47, 46, 45, 44, 43, 42, 41, 31, 32, 33, 34, 35, 36, 37, 38)
 STATUS_COLOURS: dict[ToothStatus, str] = {
     ToothStatus.PRESENT: "#f4f1ea",
     ToothStatus.MISSING: "#8a8a8a",
@@ -161,8 +160,8 @@ def _chart(findings: Findings) -> str:
         )
 
     sides = "<tr><th colspan=8>patient's right</th><th colspan=8>patient's left</th></tr>"
-    upper = "<tr>" + "".join(cell(f) for f in UPPER_ROW) + "</tr>"
-    lower = '<tr class="lower">' + "".join(cell(f) for f in LOWER_ROW) + "</tr>"
+    upper = "<tr>" + "".join(cell(f) for f in UPPER_ARCH) + "</tr>"
+    lower = '<tr class="lower">' + "".join(cell(f) for f in LOWER_ARCH) + "</tr>"
     legend = "".join(
         f'<span><i class="swatch" style="background:{colour}"></i>{_e(status.value.replace("_", " "))}</span>'
         for status, colour in STATUS_COLOURS.items()
