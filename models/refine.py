@@ -23,8 +23,8 @@ label maps on the fine grid:
 * each fine canal voxel takes the side of the nearest lower tooth (quadrant 3 is the
   patient's left, canal 3), or of the nearest coarse canal without lower teeth;
 * every other owned class is taken from the fine model as it is;
-* small slivers of one tooth number on another tooth go to that tooth
-  (:func:`odontoscan.models.teeth.absorb_fragments`).
+* small slivers of one tooth number on another tooth go to that tooth, and a tooth
+  a neighbour's number swallowed gets its own back (:func:`odontoscan.models.teeth.tidy_teeth`).
 
 Torch-free (numpy + scipy).
 """
@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage
 
 from odontoscan.datasets.labels import FDI_TEETH, TOOTH_CONTACT, Label
-from odontoscan.models.teeth import absorb_fragments
+from odontoscan.models.teeth import tidy_teeth
 
 Box = tuple[slice, ...]
 
@@ -87,7 +87,7 @@ def merge_refined(coarse: np.ndarray, fine: np.ndarray, spacing: tuple[float, ..
         out[tooth | contact] = numbers[tooth | contact]
     if canal.any():
         out[canal] = _canal_sides(coarse, canal, spacing)[canal]
-    return absorb_fragments(out)
+    return tidy_teeth(out, spacing)
 
 
 def _number_teeth(

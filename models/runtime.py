@@ -23,7 +23,7 @@ from odontoscan.models.metadata import ModelMetadata, read_model_dir, read_refin
 from odontoscan.models.preprocess import preprocess, resample
 from odontoscan.models.refine import dental_region, merge_refined
 from odontoscan.models.sliding_window import blend_slabs
-from odontoscan.models.teeth import absorb_fragments, assign_tooth_sides
+from odontoscan.models.teeth import assign_tooth_sides, tidy_teeth
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class OnnxModel:
         if m.tooth_sides == "midline" and postprocess:  # on the model's grid: same answer, far fewer voxels
             labels = assign_tooth_sides(labels, model_spacing)
         if postprocess and self.refiner is None:  # a refined map gets this in the merge
-            labels = absorb_fragments(labels)
+            labels = tidy_teeth(labels, model_spacing)
         if m.preprocess.spacing_mm is not None:
             labels = resample(labels, m.preprocess.spacing_mm, tuple(spacing), order=0, shape=region.shape)
         clock.lap("postprocess")

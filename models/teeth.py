@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from odontoscan.datasets.labels import Label
+from odontoscan.datasets.labels import FDI_TEETH, Label, ToothType, arch_of, is_upper, tooth_type
 
 RIGHT_QUADRANTS = {1: 2, 4: 3}  # right-side quadrant -> its left twin (patient's sides)
 RIGHT_SIDE_TEETH: tuple[int, ...] = tuple(q * 10 + p for q in RIGHT_QUADRANTS for p in range(1, 9))
@@ -32,6 +32,10 @@ LEFT_SIDE_TEETH: tuple[int, ...] = tuple(q * 10 + p for q in RIGHT_QUADRANTS.val
 ALL_TEETH: tuple[int, ...] = RIGHT_SIDE_TEETH + LEFT_SIDE_TEETH
 _STRADDLE_FRACTION = 0.2  # a piece with at least this share on each side of the plane is cut
 FRAGMENT_SHARE = 0.15  # a tooth piece below this share of the median tooth is a fragment
+SWALLOWED_RATIO = 1.6  # a tooth label this many times its expected size...
+SWALLOWED_SHARE = 0.35  # ... next to a number holding less than this share of its expected size holds that tooth too
+PROSTHESIS_CLEARANCE_MM = 2.0
+CROWN_CONTACT_SHARE = 0.1  # of a tooth's surface next to a crown or bridge: a stump, no size reference
 
 
 def left_twin(fdi: int) -> int:
@@ -183,6 +187,121 @@ def absorb_fragments(labels: np.ndarray, share: float = FRAGMENT_SHARE) -> np.nd
     return out
 
 
+def tidy_teeth(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """The clean-up every predicted tooth map gets: fragments join the tooth they touch
+    (:func:`absorb_fragments`), then, in volumes, teeth a neighbour's number swallowed get
+    their own back (:func:`restore_swallowed_teeth`; on panoramic radiographs teeth
+    overlap in projection and their areas vary too much for it: pano-phantom on 32
+    phantoms lost a little, missing-tooth F1 0.919 -> 0.912). Returns a new label map."""
+    labels = absorb_fragments(labels)
+    return restore_swallowed_teeth(labels, spacing) if labels.ndim == 3 else labels
+
+
+def restore_swallowed_teeth(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """Give a tooth back its number when its neighbour's label swallowed it.
+
+    Where two teeth touch, a model may paint both with one number: that label is then
+    about twice its expected size (the larger of its antimere's, e.g. 31 for 41, and
+    the median of its jaw's other teeth of the same type: a model's under-segmented
+    tooth must not make its healthy twin look swollen) while the neighbour along the
+    arch is absent or a fragment (on one side only: with gaps on both sides the
+    swallowed one is unknown). Molars are never taken for swallowing labels: their
+    labels vary too much in size (three roots, small third molars) for the size to
+    tell. The swallowing label keeps its expected size on its far side (away from the
+    absent neighbour, along the line through its other neighbour) and the rest takes
+    the absent number, unless an implant or a bridge lies within
+    ``PROSTHESIS_CLEARANCE_MM`` of that rest (the gap is then a restored one). Crowned
+    teeth (stumps) are never a size reference, nor split. One tooth is handed back per
+    pass, the most oversized first. Returns a new label map.
+    """
+    out = labels.copy()
+    sp = np.asarray(spacing, dtype=float)
+    tried: set[tuple[int, int]] = set()
+    while True:
+        boxes = ndimage.find_objects(out)
+        coords = {
+            fdi: np.argwhere(out[boxes[fdi - 1]] == fdi) + [s.start for s in boxes[fdi - 1]]
+            for fdi in FDI_TEETH
+            if fdi <= len(boxes) and boxes[fdi - 1] is not None
+        }
+        sizes = {fdi: len(c) for fdi, c in coords.items()}
+        crowned = {fdi for fdi in sizes if _crowned(out, boxes[fdi - 1], fdi)}
+        best = None
+        for fdi, size in sizes.items():
+            expected = _expected_size(fdi, sizes, crowned)
+            if tooth_type(fdi) is ToothType.MOLAR or fdi in crowned or expected is None or size < SWALLOWED_RATIO * expected:
+                continue
+            arch = arch_of(fdi)
+            at = arch.index(fdi)
+            sides = [
+                step
+                for step in (-1, 1)
+                if 0 <= at + step < len(arch)
+                and sizes.get(arch[at + step], 0) < SWALLOWED_SHARE * (_expected_size(arch[at + step], sizes, crowned) or expected)
+            ]
+            if len(sides) == 1 and (fdi, arch[at + sides[0]]) not in tried and (best is None or size / expected > best[0]):
+                best = (size / expected, fdi, arch[at + sides[0]], sides[0], expected)
+        if best is None:
+            return out
+        _, fdi, absent, step, expected = best
+        tried.add((fdi, absent))
+        arch, at = arch_of(fdi), arch_of(fdi).index(fdi)
+        centre = coords[fdi].mean(axis=0) * sp
+        behind, beyond = at - step, at + 2 * step  # the neighbours on the far side, and past the absent one
+        if 0 <= behind < len(arch) and arch[behind] in sizes:
+            towards = centre - coords[arch[behind]].mean(axis=0) * sp
+        elif 0 <= beyond < len(arch) and arch[beyond] in sizes:
+            towards = coords[arch[beyond]].mean(axis=0) * sp - centre
+        else:
+            continue
+        order = np.argsort((coords[fdi] * sp) @ towards, kind="stable")
+        handed = coords[fdi][order[int(round(expected)) :]]
+        if len(handed) + sizes.get(absent, 0) < SWALLOWED_SHARE * (_expected_size(absent, sizes, crowned) or expected):
+            continue
+        if _near_prosthesis(out, handed, sp):
+            continue
+        out[tuple(handed.T)] = absent
+
+
+def _antimere(fdi: int) -> int:
+    """The same tooth on the patient's other side (41 <-> 31, 16 <-> 26)."""
+    return {1: 2, 2: 1, 3: 4, 4: 3}[fdi // 10] * 10 + fdi % 10
+
+
+def _expected_size(fdi: int, sizes: dict[int, int], crowned: set[int]) -> float | None:
+    """Expected voxel count of a tooth: the larger of its antimere's and the median of its
+    jaw's other teeth of its type (crowned stumps left out); None without either."""
+    twin = _antimere(fdi)
+    same = [n for f, n in sizes.items() if f != fdi and f not in crowned and is_upper(f) == is_upper(fdi) and tooth_type(f) is tooth_type(fdi)]
+    references = ([float(sizes[twin])] if twin in sizes and twin not in crowned else []) + ([float(np.median(same))] if same else [])
+    return max(references) if references else None
+
+
+def _near_prosthesis(labels: np.ndarray, index: np.ndarray, spacing: np.ndarray) -> bool:
+    """Whether an implant or bridge lies within ``PROSTHESIS_CLEARANCE_MM`` of the voxels ``index`` (N, ndim)."""
+    reach = np.ceil(PROSTHESIS_CLEARANCE_MM / spacing).astype(int)
+    low = np.maximum(index.min(axis=0) - reach, 0)
+    high = np.minimum(index.max(axis=0) + reach + 1, labels.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+    prosthesis = np.isin(labels[box], (Label.IMPLANT, Label.BRIDGE))
+    if not prosthesis.any():
+        return False
+    distance = ndimage.distance_transform_edt(~prosthesis, sampling=spacing)
+    return bool(np.min(distance[tuple((index - low).T)]) <= PROSTHESIS_CLEARANCE_MM)
+
+
+def _crowned(labels: np.ndarray, box: tuple[slice, ...], fdi: int) -> bool:
+    """Whether at least ``CROWN_CONTACT_SHARE`` of a tooth's surface touches a crown or bridge."""
+    grown = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(box, labels.shape))
+    local = labels[grown]
+    tooth = local == fdi
+    surface = tooth & ~ndimage.binary_erosion(tooth)
+    prosthesis = np.isin(local, (Label.CROWN, Label.BRIDGE))
+    if not prosthesis.any():
+        return False
+    return int(np.count_nonzero(surface & ndimage.binary_dilation(prosthesis))) >= CROWN_CONTACT_SHARE * int(np.count_nonzero(surface))
+
+
 def _centroid(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray | None:
     if not mask.any():
         return None
@@ -194,4 +313,4 @@ def _unit(vector: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 1e-6 else fallback
 
 
-__all__ = ["RIGHT_SIDE_TEETH", "LEFT_SIDE_TEETH", "left_twin", "midline_plane", "assign_tooth_sides", "absorb_fragments"]
+__all__ = ["RIGHT_SIDE_TEETH", "LEFT_SIDE_TEETH", "left_twin", "midline_plane", "assign_tooth_sides", "absorb_fragments", "restore_swallowed_teeth", "tidy_teeth"]

@@ -2,7 +2,9 @@
 bridge pontic or an impacted tooth, and where the missing teeth's sites are.
 
 Teeth come straight from their FDI labels (a tooth label smaller than a fraction of
-the scan's typical tooth of its type is a stray fragment, not a tooth). Implants and pontics
+the scan's typical tooth of its type is a stray fragment, not a tooth, unless a
+crown caps it: a crowned tooth keeps only its prepared stump, and a model may call
+parts of the crown bridge or filling, see ``_capped``). Implants and pontics
 have no FDI label of their own, so they are given the number of the missing tooth
 whose expected place along the arch is nearest: per jaw, the positions of the
 present teeth are fitted to a template of mean crown widths (``s = a * t + b``),
@@ -27,6 +29,7 @@ LOWER_WIDTHS_MM = (5.0, 5.5, 7.0, 7.0, 7.0, 11.0, 10.5, 10.0)
 STUMP_FRACTION = 0.15  # ... or this much when a crown or bridge wraps it
 PRESENT_FRACTION = 0.35  # of the median size of the scan's teeth of that type: smaller labels are fragments
 MIN_OBJECT_SIZE = {3: 60.0, 2: 15.0}  # mm^3 / mm^2: implants, pontics, crowns smaller than this are stray labels
+IMPLANT_CLEARANCE_MM = 4.0  # a stump-sized tooth this near an implant is a fragment next to the implant's crown
 CROWNED_SHARE = 0.3  # of a tooth's surface next to a crown or bridge: the tooth is crowned
 SITE_TOLERANCE = 0.75  # of the tooth's crown width: an implant or pontic this far from the site belongs to none
 IMPACTED_ANGLE_DEG = 20.0  # long axis this far from the second molar's (an erupted one: within ~10 deg)
@@ -70,6 +73,8 @@ def tooth_chart(ctx: Context) -> Chart:
     crowned = _crowned_teeth(ctx, list(sizes), Label.CROWN) | _crowned_teeth(ctx, list(sizes), Label.BRIDGE)
     for fdi, size in sizes.items():
         expected = _typical_size(sizes, fdi, typical)
+        if STUMP_FRACTION * expected <= size < PRESENT_FRACTION * expected and fdi not in crowned and _capped(ctx, fdi):
+            crowned.add(fdi)
         if size >= PRESENT_FRACTION * expected or (fdi in crowned and size >= STUMP_FRACTION * expected):
             status[fdi] = ToothStatus.PRESENT
             confidence[fdi] = round(float(np.clip(size / (0.6 * expected), 0.5, 0.99)), 3)
@@ -194,6 +199,30 @@ def _crowned_teeth(ctx: Context, present: list[int], label: int) -> set[int]:
         values, counts = np.unique(touched[np.isin(touched, present)], return_counts=True)
         crowned |= {int(v) for v, c in zip(values, counts) if c >= CROWNED_SHARE * _surface_voxels(ctx, int(v))}
     return crowned
+
+
+def _capped(ctx: Context, fdi: int) -> bool:
+    """Whether a tooth is capped: ``CROWNED_SHARE`` of its surface next to a crown, bridge
+    or restoration together. A model unsure of a crown's class paints parts of it as
+    bridge or filling; a stump-sized tooth so capped is a crowned tooth, not a fragment.
+    Not a third molar (rarely crowned; a fragment of one sits next to its neighbour's
+    crown) and not within ``IMPLANT_CLEARANCE_MM`` of an implant (whose crown would cap
+    a fragment too). Volumes only: on a panoramic radiograph neighbouring crowns and
+    fillings overlap a fragment in projection (pano-phantom, 32 phantoms: missing-tooth
+    F1 0.933 -> 0.919 with this rule)."""
+    if fdi % 10 == 8 or not ctx.volume:
+        return False
+    box = ctx.box(fdi, margin_mm=IMPLANT_CLEARANCE_MM)
+    labels = ctx.labels[box]
+    tooth = labels == fdi
+    cap = np.isin(labels, (Label.CROWN, Label.BRIDGE, Label.RESTORATION))
+    if not cap.any():
+        return False
+    implant = labels == Label.IMPLANT
+    if implant.any() and ndimage.distance_transform_edt(~implant, sampling=ctx.spacing)[tooth].min() <= IMPLANT_CLEARANCE_MM:
+        return False
+    near = np.count_nonzero(tooth & ndimage.binary_dilation(cap, iterations=2))
+    return near >= CROWNED_SHARE * _surface_voxels(ctx, fdi)
 
 
 def _surface_voxels(ctx: Context, fdi: int) -> int:

@@ -7,6 +7,7 @@ findings engine's own error.
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from odontoscan.datasets.findings_schema import FindingKind, ModelInfo, ScanInfo, ToothStatus, Unit
 from odontoscan.datasets.labels import PULP_OFFSET, Label
@@ -194,3 +195,28 @@ def test_a_sliver_of_a_third_molars_number_elsewhere_does_not_tilt_it():
     labels[x - 10 : x - 8, y : y + 2, z - 8 : z - 2] = 48  # a streak of 48 on the far side of 47, a few mm below
     found = extract_findings(labels, phantom.spacing, scan=phantom.ground_truth.scan, model=MODEL, image=phantom.image)
     assert {t.fdi: t.status for t in found.teeth}[48] is ToothStatus.PRESENT
+
+
+@pytest.mark.parametrize("cap", [Label.RESTORATION, Label.BRIDGE])
+def test_a_small_stump_under_a_crown_the_model_called_filling_or_bridge_is_crowned(cap):
+    phantom = generate_cbct(2000, "small")  # 33 is crowned; no implant near it
+    labels = _as_predicted(phantom.labels)
+    assert {t.fdi: t.status for t in phantom.ground_truth.teeth}[33] is ToothStatus.CROWN
+    crown_piece = np.zeros(labels.shape, bool)
+    stump = labels == 33
+    near = ndimage.binary_dilation(stump, iterations=3)
+    crown_piece[near & np.isin(labels, (Label.CROWN, Label.RESTORATION))] = True  # the crown and its core build-up
+    canines = [int(np.count_nonzero(labels == f)) for f in (13, 23, 43)]
+    # The model drew a quarter of a canine under the crown (a fragment by size alone) ...
+    keep = int(0.25 * np.median(canines))
+    distance = ndimage.distance_transform_edt(~crown_piece)
+    order = np.argsort(distance[stump])
+    index = np.argwhere(stump)
+    labels[tuple(index[order[keep:]].T)] = Label.LOWER_JAWBONE
+    # ... and called the crown on it something else.
+    labels[crown_piece] = cap
+    found = extract_findings(labels, phantom.spacing, scan=phantom.ground_truth.scan, model=MODEL)
+    assert found.tooth(33).status is ToothStatus.CROWN
+    labels[crown_piece] = 0  # without anything capping it, that quarter is a fragment: missing
+    found = extract_findings(labels, phantom.spacing, scan=phantom.ground_truth.scan, model=MODEL)
+    assert found.tooth(33).status is ToothStatus.MISSING

@@ -8,7 +8,8 @@ from odontoscan.datasets.labels import FDI_TEETH, PULP_OFFSET
 from odontoscan.datasets.phantom.cbct import generate_cbct
 from odontoscan.datasets.phantom.pano import generate_pano
 from odontoscan.models.metadata import ModelMetadata
-from odontoscan.models.teeth import absorb_fragments, assign_tooth_sides, left_twin, midline_plane
+from odontoscan.datasets.labels import Label
+from odontoscan.models.teeth import absorb_fragments, assign_tooth_sides, left_twin, midline_plane, restore_swallowed_teeth, tidy_teeth
 from odontoscan.training.config import LabelConfig
 
 TOOTH_AND_PULP = {k: k for k in FDI_TEETH} | {PULP_OFFSET + k: k for k in FDI_TEETH}
@@ -124,3 +125,51 @@ def test_a_sliver_of_one_tooth_number_on_its_neighbour_joins_the_neighbour():
     assert (out[12:20, 2:10, 2:10] == 12).all()
     assert (out[2:10, 2:10, 2:10] == 11).all() and (out[24:32, 2:10, 2:10] == 14).all()
     assert (out[36:38, 2:4, 2:4] == 15).all()
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float(np.count_nonzero(a & b)) / max(1, int(np.count_nonzero(a)) + int(np.count_nonzero(b)))
+
+
+@pytest.mark.parametrize(("seed", "swallowed", "swallower"), [(2000, 42, 41), (2001, 31, 32), (2001, 44, 45), (2005, 41, 31)])
+def test_a_tooth_painted_with_its_neighbours_number_gets_its_own_back(seed, swallowed, swallower):
+    phantom = generate_cbct(seed, "small")
+    truth = _teeth_only_structures(phantom.labels)
+    assert (truth == swallowed).any() and (truth == swallower).any()
+    merged = truth.copy()
+    merged[truth == swallowed] = swallower  # two touching teeth, one number: the chart would call one missing
+    result = restore_swallowed_teeth(merged, phantom.spacing)
+    assert _dice(result == swallowed, truth == swallowed) > 0.75
+    assert _dice(result == swallower, truth == swallower) > 0.75
+    others = ~np.isin(truth, (swallowed, swallower))
+    assert np.array_equal(result[others], merged[others])  # nothing else touched
+
+
+@pytest.mark.parametrize("seed", [2000, 2002, 2004, 2006, 3025])
+def test_correct_maps_and_real_gaps_are_left_alone(seed):
+    """Ground truth (implants, pontics, crowned stumps, missing teeth, turned heads) needs no help."""
+    phantom = generate_cbct(seed, "small")
+    truth = _teeth_only_structures(phantom.labels)
+    assert np.array_equal(restore_swallowed_teeth(truth, phantom.spacing), truth)
+    gap = truth.copy()
+    gap[truth == 42] = Label.LOWER_JAWBONE  # a tooth really missing: its neighbours keep their size
+    assert np.array_equal(restore_swallowed_teeth(gap, phantom.spacing), gap)
+
+
+def test_a_gap_holding_an_implant_is_not_given_a_tooth():
+    phantom = generate_cbct(2000, "small")
+    truth = _teeth_only_structures(phantom.labels)
+    merged = truth.copy()
+    merged[truth == 42] = 41
+    x, y, z = np.argwhere(truth == 42).mean(axis=0).astype(int)
+    merged[x - 1 : x + 2, y - 1 : y + 2, z - 8 : z - 2] = Label.IMPLANT  # an implant where 42 would be
+    assert np.array_equal(restore_swallowed_teeth(merged, phantom.spacing), merged)
+
+
+
+def test_panoramic_maps_only_lose_their_fragments():
+    phantom = generate_pano(2001, "small")
+    truth = _teeth_only_structures(phantom.labels)
+    merged = truth.copy()
+    merged[truth == 32] = 31
+    assert np.array_equal(tidy_teeth(merged, phantom.spacing), absorb_fragments(merged))
