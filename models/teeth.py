@@ -34,6 +34,7 @@ _STRADDLE_FRACTION = 0.2  # a piece with at least this share on each side of the
 FRAGMENT_SHARE = 0.15  # a tooth piece below this share of the median tooth is a fragment
 SWALLOWED_RATIO = 1.6  # a tooth label this many times its expected size...
 SWALLOWED_SHARE = 0.35  # ... next to a number holding less than this share of its expected size holds that tooth too
+SHARED_RATIO = 1.2  # both neighbours of an absent number this much over their type's smallest: they shared it out
 PROSTHESIS_CLEARANCE_MM = 2.0
 CROWN_CONTACT_SHARE = 0.1  # of a tooth's surface next to a crown or bridge: a stump, no size reference
 
@@ -198,83 +199,163 @@ def tidy_teeth(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
 
 
 def restore_swallowed_teeth(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    """Give a tooth back its number when its neighbour's label swallowed it.
+    """Give a tooth back its number when its neighbours' labels took it.
 
-    Where two teeth touch, a model may paint both with one number: that label is then
-    about twice its expected size (the larger of its antimere's, e.g. 31 for 41, and
-    the median of its jaw's other teeth of the same type: a model's under-segmented
-    tooth must not make its healthy twin look swollen) while the neighbour along the
-    arch is absent or a fragment (on one side only: with gaps on both sides the
-    swallowed one is unknown). Molars are never taken for swallowing labels: their
+    Where teeth touch, a model may paint a tooth with its neighbour's number, so the
+    chart calls it missing. Two ways are undone here, for a number that is absent or
+    a fragment (under ``SWALLOWED_SHARE`` of its expected size):
+
+    * one neighbour took it whole: that neighbour's label is at least
+      ``SWALLOWED_RATIO`` times its expected size (the larger of its antimere's, e.g.
+      31 for 41, and the median of its jaw's other teeth of the same type, so that a
+      model's under-segmented tooth does not make its healthy twin look swollen), and
+      the neighbour has no gap on its other side (else which tooth it took is unknown);
+    * both neighbours shared it out: each is at least ``SHARED_RATIO`` times the size
+      of its jaw's smallest sizeable tooth of its type (both neighbours being swollen,
+      they cannot be each other's reference), and together they hold at least
+      ``SWALLOWED_RATIO - 1`` of a tooth too many.
+
+    A neighbour keeps its expected size on its far side (along the line through the
+    tooth beyond it, or between the two sharers) and hands the rest to the absent
+    number, unless an implant or a bridge lies within ``PROSTHESIS_CLEARANCE_MM`` of
+    that rest (the gap is then a restored one). Molars never hand teeth back: their
     labels vary too much in size (three roots, small third molars) for the size to
-    tell. The swallowing label keeps its expected size on its far side (away from the
-    absent neighbour, along the line through its other neighbour) and the rest takes
-    the absent number, unless an implant or a bridge lies within
-    ``PROSTHESIS_CLEARANCE_MM`` of that rest (the gap is then a restored one). Crowned
-    teeth (stumps) are never a size reference, nor split. One tooth is handed back per
-    pass, the most oversized first. Returns a new label map.
+    tell; crowned teeth (stumps) are no size reference and never hand teeth back
+    either. One absent tooth is restored per pass, the clearest case first. Returns a
+    new label map.
     """
     out = labels.copy()
     sp = np.asarray(spacing, dtype=float)
-    tried: set[tuple[int, int]] = set()
+    tried: set[int] = set()
     while True:
-        boxes = ndimage.find_objects(out)
-        coords = {
-            fdi: np.argwhere(out[boxes[fdi - 1]] == fdi) + [s.start for s in boxes[fdi - 1]]
+        teeth = _Teeth(out, sp)
+        plans = [plan for absent in FDI_TEETH if absent not in tried for plan in [teeth.plan(absent)] if plan]
+        if not plans:
+            return out
+        score, absent, handovers = max(plans, key=lambda plan: plan[0])
+        tried.add(absent)
+        handed = [teeth.handed(donor, towards, keep) for donor, towards, keep in handovers]
+        index = np.concatenate(handed)
+        if len(index) + teeth.sizes.get(absent, 0) < SWALLOWED_SHARE * teeth.reference(absent, handovers[0][2]):
+            continue
+        if _near_prosthesis(out, index, sp):
+            continue
+        out[tuple(index.T)] = absent
+
+
+class _Teeth:
+    """Voxel indices, sizes and crowned state of the tooth labels of one map (see
+    :func:`restore_swallowed_teeth`)."""
+
+    def __init__(self, labels: np.ndarray, spacing: np.ndarray) -> None:
+        boxes = ndimage.find_objects(labels)
+        self.spacing = spacing
+        self.coords = {
+            fdi: np.argwhere(labels[boxes[fdi - 1]] == fdi) + [s.start for s in boxes[fdi - 1]]
             for fdi in FDI_TEETH
             if fdi <= len(boxes) and boxes[fdi - 1] is not None
         }
-        sizes = {fdi: len(c) for fdi, c in coords.items()}
-        crowned = {fdi for fdi in sizes if _crowned(out, boxes[fdi - 1], fdi)}
+        self.sizes = {fdi: len(c) for fdi, c in self.coords.items()}
+        self.crowned = {fdi for fdi in self.sizes if _crowned(labels, boxes[fdi - 1], fdi)}
+
+    def expected(self, fdi: int) -> float | None:
+        """The larger of the antimere's size and the median of the jaw's other teeth of the
+        type (crowned stumps left out); None without either."""
+        twin = _antimere(fdi)
+        same = self._same_type(fdi)
+        references = [float(self.sizes[twin])] if twin in self.sizes and twin not in self.crowned else []
+        references += [float(np.median(same))] if same else []
+        return max(references) if references else None
+
+    def smallest(self, fdi: int, absent: int) -> float | None:
+        """The jaw's smallest sizeable (not a fragment) tooth of the type, itself and the
+        absent number left out."""
+        same = self._same_type(fdi, absent)
+        sizeable = [n for n in same if n >= SWALLOWED_SHARE * max(same)]
+        return float(min(sizeable)) if sizeable else None
+
+    def reference(self, absent: int, fallback: float) -> float:
+        return self.expected(absent) or fallback
+
+    def _same_type(self, fdi: int, *left_out: int) -> list[int]:
+        """Sizes of the jaw's other teeth of the type, crowned stumps and ``left_out`` left out."""
+        return [
+            n
+            for f, n in self.sizes.items()
+            if f != fdi and f not in left_out and f not in self.crowned and is_upper(f) == is_upper(fdi) and tooth_type(f) is tooth_type(fdi)
+        ]
+
+    def absent(self, fdi: int, fallback: float) -> bool:
+        return self.sizes.get(fdi, 0) < SWALLOWED_SHARE * self.reference(fdi, fallback)
+
+    def can_hand_back(self, fdi: int) -> bool:
+        return fdi in self.sizes and tooth_type(fdi) is not ToothType.MOLAR and fdi not in self.crowned
+
+    def centre(self, fdi: int) -> np.ndarray:
+        return self.coords[fdi].mean(axis=0) * self.spacing
+
+    def plan(self, absent: int) -> tuple[float, int, list[tuple[int, np.ndarray, float]]] | None:
+        """(score, absent, [(donor, direction towards the absent tooth, voxels the donor keeps)])
+        when ``absent`` was taken by its neighbours, else None."""
+        arch = arch_of(absent)
+        at = arch.index(absent)
+        near = [arch[i] for i in (at - 1, at + 1) if 0 <= i < len(arch)]
+        return self._swallowed(absent, arch, near) or self._shared(absent, near)
+
+    def _swallowed(self, absent: int, arch: tuple[int, ...], near: list[int]) -> tuple[float, int, list] | None:
+        """The plan when one neighbour took the absent tooth whole."""
+        at = arch.index(absent)
         best = None
-        for fdi, size in sizes.items():
-            expected = _expected_size(fdi, sizes, crowned)
-            if tooth_type(fdi) is ToothType.MOLAR or fdi in crowned or expected is None or size < SWALLOWED_RATIO * expected:
+        for donor in near:
+            expected = self.expected(donor)
+            if not self.can_hand_back(donor) or expected is None or self.sizes[donor] < SWALLOWED_RATIO * expected:
                 continue
-            arch = arch_of(fdi)
-            at = arch.index(fdi)
-            sides = [
-                step
-                for step in (-1, 1)
-                if 0 <= at + step < len(arch)
-                and sizes.get(arch[at + step], 0) < SWALLOWED_SHARE * (_expected_size(arch[at + step], sizes, crowned) or expected)
-            ]
-            if len(sides) == 1 and (fdi, arch[at + sides[0]]) not in tried and (best is None or size / expected > best[0]):
-                best = (size / expected, fdi, arch[at + sides[0]], sides[0], expected)
-        if best is None:
-            return out
-        _, fdi, absent, step, expected = best
-        tried.add((fdi, absent))
-        arch, at = arch_of(fdi), arch_of(fdi).index(fdi)
-        centre = coords[fdi].mean(axis=0) * sp
-        behind, beyond = at - step, at + 2 * step  # the neighbours on the far side, and past the absent one
-        if 0 <= behind < len(arch) and arch[behind] in sizes:
-            towards = centre - coords[arch[behind]].mean(axis=0) * sp
-        elif 0 <= beyond < len(arch) and arch[beyond] in sizes:
-            towards = coords[arch[beyond]].mean(axis=0) * sp - centre
-        else:
-            continue
-        order = np.argsort((coords[fdi] * sp) @ towards, kind="stable")
-        handed = coords[fdi][order[int(round(expected)) :]]
-        if len(handed) + sizes.get(absent, 0) < SWALLOWED_SHARE * (_expected_size(absent, sizes, crowned) or expected):
-            continue
-        if _near_prosthesis(out, handed, sp):
-            continue
-        out[tuple(handed.T)] = absent
+            if not self.absent(absent, expected):
+                continue
+            d_at = arch.index(donor)
+            step = at - d_at
+            behind, beyond = d_at - step, at + step
+            if 0 <= behind < len(arch) and self.absent(arch[behind], expected):
+                continue  # a gap on both sides: which tooth it took is unknown
+            if 0 <= behind < len(arch) and arch[behind] in self.sizes:
+                towards = self.centre(donor) - self.centre(arch[behind])
+            elif 0 <= beyond < len(arch) and arch[beyond] in self.sizes:
+                towards = self.centre(arch[beyond]) - self.centre(donor)
+            else:
+                continue
+            score = self.sizes[donor] / expected
+            if best is None or score > best[0]:
+                best = (score, absent, [(donor, towards, expected)])
+        return best
+
+    def _shared(self, absent: int, near: list[int]) -> tuple[float, int, list] | None:
+        """The plan when both neighbours took a part of the absent tooth."""
+        if len(near) != 2 or not all(self.can_hand_back(n) for n in near):
+            return None
+        smallest = [self.smallest(n, absent) for n in near]
+        if not all(smallest):
+            return None
+        a, b = near
+        (small_a, small_b), reference = smallest, self.reference(absent, min(smallest))  # type: ignore[type-var]
+        if not self.absent(absent, reference):
+            return None
+        if self.sizes[a] < SHARED_RATIO * small_a or self.sizes[b] < SHARED_RATIO * small_b:  # type: ignore[operator]
+            return None
+        excess = self.sizes[a] - small_a + self.sizes[b] - small_b  # type: ignore[operator]
+        if excess < (SWALLOWED_RATIO - 1.0) * reference:
+            return None
+        towards = self.centre(b) - self.centre(a)
+        return excess / reference, absent, [(a, towards, small_a), (b, -towards, small_b)]
+
+    def handed(self, donor: int, towards: np.ndarray, keep: float) -> np.ndarray:
+        """The donor's voxels beyond the ``keep`` furthest from the absent tooth."""
+        order = np.argsort((self.coords[donor] * self.spacing) @ towards, kind="stable")
+        return self.coords[donor][order[int(round(keep)) :]]
 
 
 def _antimere(fdi: int) -> int:
     """The same tooth on the patient's other side (41 <-> 31, 16 <-> 26)."""
     return {1: 2, 2: 1, 3: 4, 4: 3}[fdi // 10] * 10 + fdi % 10
-
-
-def _expected_size(fdi: int, sizes: dict[int, int], crowned: set[int]) -> float | None:
-    """Expected voxel count of a tooth: the larger of its antimere's and the median of its
-    jaw's other teeth of its type (crowned stumps left out); None without either."""
-    twin = _antimere(fdi)
-    same = [n for f, n in sizes.items() if f != fdi and f not in crowned and is_upper(f) == is_upper(fdi) and tooth_type(f) is tooth_type(fdi)]
-    references = ([float(sizes[twin])] if twin in sizes and twin not in crowned else []) + ([float(np.median(same))] if same else [])
-    return max(references) if references else None
 
 
 def _near_prosthesis(labels: np.ndarray, index: np.ndarray, spacing: np.ndarray) -> bool:

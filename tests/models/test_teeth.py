@@ -8,7 +8,7 @@ from odontoscan.datasets.labels import FDI_TEETH, PULP_OFFSET
 from odontoscan.datasets.phantom.cbct import generate_cbct
 from odontoscan.datasets.phantom.pano import generate_pano
 from odontoscan.models.metadata import ModelMetadata
-from odontoscan.datasets.labels import Label
+from odontoscan.datasets.labels import Label, arch_of
 from odontoscan.models.teeth import absorb_fragments, assign_tooth_sides, left_twin, midline_plane, restore_swallowed_teeth, tidy_teeth
 from odontoscan.training.config import LabelConfig
 
@@ -144,6 +144,24 @@ def test_a_tooth_painted_with_its_neighbours_number_gets_its_own_back(seed, swal
     others = ~np.isin(truth, (swallowed, swallower))
     assert np.array_equal(result[others], merged[others])  # nothing else touched
 
+
+
+@pytest.mark.parametrize(("seed", "shared"), [(2001, 31), (2000, 41), (2001, 12)])
+def test_a_tooth_shared_out_between_both_neighbours_gets_its_own_back(seed, shared):
+    phantom = generate_cbct(seed, "small")
+    truth = _teeth_only_structures(phantom.labels)
+    arch = arch_of(shared)
+    a, b = arch[arch.index(shared) - 1], arch[arch.index(shared) + 1]
+    sp = np.asarray(phantom.spacing)
+    centre_a, centre_b = (np.argwhere(truth == n).mean(axis=0) * sp for n in (a, b))
+    index = np.argwhere(truth == shared)
+    nearer_a = np.linalg.norm(index * sp - centre_a, axis=1) < np.linalg.norm(index * sp - centre_b, axis=1)
+    merged = truth.copy()
+    merged[tuple(index[nearer_a].T)] = a  # each neighbour painted the half of it next to it
+    merged[tuple(index[~nearer_a].T)] = b
+    result = restore_swallowed_teeth(merged, phantom.spacing)
+    assert _dice(result == shared, truth == shared) > 0.6
+    assert min(_dice(result == n, truth == n) for n in (a, b)) > 0.75
 
 @pytest.mark.parametrize("seed", [2000, 2002, 2004, 2006, 3025])
 def test_correct_maps_and_real_gaps_are_left_alone(seed):
