@@ -31,6 +31,8 @@ Torch-free (numpy + scipy).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 from scipy import ndimage
 
@@ -68,9 +70,12 @@ def dental_region(labels: np.ndarray, spacing: tuple[float, ...], margin_mm: flo
     return _bounding_box(np.isin(labels, REFINED_IDS), grow)
 
 
-def merge_refined(coarse: np.ndarray, fine: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+def merge_refined(
+    coarse: np.ndarray, fine: np.ndarray, spacing: tuple[float, ...], numbers: Collection[int] = FDI_TEETH
+) -> np.ndarray:
     """One label map from the coarse model's ``coarse`` and a refiner's ``fine`` (same grid,
-    voxel size ``spacing``), as the module docstring describes; dtype of ``coarse``."""
+    voxel size ``spacing``), as the module docstring describes; dtype of ``coarse``.
+    ``numbers``: the tooth numbers the coarse model can output."""
     if coarse.shape != fine.shape:
         raise ValueError(f"coarse and fine label maps differ in shape ({coarse.shape} vs {fine.shape})")
     owned = np.isin(coarse, REFINED_IDS)
@@ -87,7 +92,7 @@ def merge_refined(coarse: np.ndarray, fine: np.ndarray, spacing: tuple[float, ..
         out[tooth | contact] = numbers[tooth | contact]
     if canal.any():
         out[canal] = _canal_sides(coarse, canal, spacing)[canal]
-    return tidy_teeth(out, spacing)
+    return tidy_teeth(out, spacing, numbers)
 
 
 def _number_teeth(

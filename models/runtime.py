@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 
 from odontoscan.datasets.errors import ConfigError, ModelError
+from odontoscan.datasets.labels import FDI_TEETH
 from odontoscan.models.metadata import ModelMetadata, read_model_dir, read_refiner
 from odontoscan.models.preprocess import preprocess, resample
 from odontoscan.models.refine import dental_region, merge_refined
@@ -145,7 +146,7 @@ class OnnxModel:
         if m.tooth_sides == "midline" and postprocess:  # on the model's grid: same answer, far fewer voxels
             labels = assign_tooth_sides(labels, model_spacing)
         if postprocess and self.refiner is None:  # a refined map gets this in the merge
-            labels = tidy_teeth(labels, model_spacing)
+            labels = tidy_teeth(labels, model_spacing, self._tooth_numbers())
         if m.preprocess.spacing_mm is not None:
             labels = resample(labels, m.preprocess.spacing_mm, tuple(spacing), order=0, shape=region.shape)
         clock.lap("postprocess")
@@ -171,9 +172,13 @@ class OnnxModel:
         del image
         clock.lap("inference")
         coarse = resample(labels[dental], spacing, fine_spacing, order=0, shape=fine.shape)
-        merged = merge_refined(coarse, fine, fine_spacing)
+        merged = merge_refined(coarse, fine, fine_spacing, self._tooth_numbers())
         labels[dental] = resample(merged, fine_spacing, spacing, order=0, shape=labels[dental].shape)
         clock.lap("postprocess")
+
+    def _tooth_numbers(self) -> list[int]:
+        """The FDI numbers this model can output."""
+        return [c for c in self.metadata.output_classes if c in FDI_TEETH]
 
     def _segment_preprocessed(self, image: np.ndarray, lut: np.ndarray, *, overlap: float, batch_size: int) -> np.ndarray:
         """Sliding-window label map (DESIGN ids) of a preprocessed image, same shape."""

@@ -21,6 +21,8 @@ the plane. Torch-free (numpy + scipy).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 from scipy import ndimage
 
@@ -188,17 +190,18 @@ def absorb_fragments(labels: np.ndarray, share: float = FRAGMENT_SHARE) -> np.nd
     return out
 
 
-def tidy_teeth(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+def tidy_teeth(labels: np.ndarray, spacing: tuple[float, ...], numbers: Collection[int] = FDI_TEETH) -> np.ndarray:
     """The clean-up every predicted tooth map gets: fragments join the tooth they touch
     (:func:`absorb_fragments`), then, in volumes, teeth a neighbour's number swallowed get
     their own back (:func:`restore_swallowed_teeth`; on panoramic radiographs teeth
     overlap in projection and their areas vary too much for it: pano-phantom on 32
-    phantoms lost a little, missing-tooth F1 0.919 -> 0.912). Returns a new label map."""
+    phantoms lost a little, missing-tooth F1 0.919 -> 0.912). ``numbers``: the tooth
+    numbers the model can output (no other is handed back). Returns a new label map."""
     labels = absorb_fragments(labels)
-    return restore_swallowed_teeth(labels, spacing) if labels.ndim == 3 else labels
+    return restore_swallowed_teeth(labels, spacing, numbers) if labels.ndim == 3 else labels
 
 
-def restore_swallowed_teeth(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+def restore_swallowed_teeth(labels: np.ndarray, spacing: tuple[float, ...], numbers: Collection[int] = FDI_TEETH) -> np.ndarray:
     """Give a tooth back its number when its neighbours' labels took it.
 
     Where teeth touch, a model may paint a tooth with its neighbour's number, so the
@@ -221,15 +224,16 @@ def restore_swallowed_teeth(labels: np.ndarray, spacing: tuple[float, ...]) -> n
     that rest (the gap is then a restored one). Molars never hand teeth back: their
     labels vary too much in size (three roots, small third molars) for the size to
     tell; crowned teeth (stumps) are no size reference and never hand teeth back
-    either. One absent tooth is restored per pass, the clearest case first. Returns a
-    new label map.
+    either. Only ``numbers`` (the tooth numbers the model can output) are handed back.
+    One absent tooth is restored per pass, the clearest case first. Returns a new
+    label map.
     """
     out = labels.copy()
     sp = np.asarray(spacing, dtype=float)
     tried: set[int] = set()
     while True:
         teeth = _Teeth(out, sp)
-        plans = [plan for absent in FDI_TEETH if absent not in tried for plan in [teeth.plan(absent)] if plan]
+        plans = [plan for absent in FDI_TEETH if absent in numbers and absent not in tried for plan in [teeth.plan(absent)] if plan]
         if not plans:
             return out
         score, absent, handovers = max(plans, key=lambda plan: plan[0])

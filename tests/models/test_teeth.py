@@ -191,3 +191,12 @@ def test_panoramic_maps_only_lose_their_fragments():
     merged = truth.copy()
     merged[truth == 32] = 31
     assert np.array_equal(tidy_teeth(merged, phantom.spacing), absorb_fragments(merged))
+
+
+def test_only_numbers_the_model_knows_are_handed_back():
+    phantom = generate_cbct(2000, "small")
+    truth = _teeth_only_structures(phantom.labels)
+    merged = truth.copy()
+    merged[truth == 42] = 41
+    knows = [f for f in FDI_TEETH if f != 42]  # a model without lateral incisors
+    assert np.array_equal(restore_swallowed_teeth(merged, phantom.spacing, knows), merged)
