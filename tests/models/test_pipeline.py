@@ -58,3 +58,25 @@ def test_a_model_for_another_kind_of_image_is_refused_clearly(phantom, tmp_path)
     analyzer = Analyzer(cbct_model="pano-phantom")
     with pytest.raises(ModelFitError, match="reads a 2D radiograph .* but the scan is 3D"):
         analyzer.analyze(load_scan(tmp_path / "scan.nii.gz"))
+
+
+def test_a_dicom_seg_failing_in_the_background_leaves_the_output_folder_as_it_was(phantom, tmp_path, monkeypatch):
+    from odontoscan.datasets.errors import OutputError
+    from odontoscan.serving.outputs import dicom
+    from odontoscan.serving.outputs.write import write_outputs
+
+    write_series(store(np.rint(phantom.image).astype(np.float32), phantom.spacing, *ORIENTATIONS["lps_axial"]), tmp_path / "series")
+    result = Analyzer().analyze(load_scan(tmp_path / "series"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "findings.json").write_text("earlier result")
+
+    def failing_seg(*args, **kwargs):
+        (args[4].parent / "seg.dcm").write_bytes(b"half a SEG")
+        raise OutputError("Could not build a DICOM SEG")
+
+    monkeypatch.setattr(dicom, "write_seg", failing_seg)
+    with pytest.raises(OutputError, match="Could not build a DICOM SEG"):
+        write_outputs(result, out, source=tmp_path / "series", dicom=True)
+    assert [p.name for p in out.iterdir()] == ["findings.json"]
+    assert (out / "findings.json").read_text() == "earlier result"
