@@ -26,7 +26,7 @@ from odontoscan.datasets import measure
 from odontoscan.datasets.findings_schema import Finding, FindingKind, Measurement, Severity, ToothStatus, Unit
 from odontoscan.datasets.labels import Label, is_upper, tooth_type
 from odontoscan.models.findings.chart import Chart, impaction_angle
-from odontoscan.models.findings.context import Context
+from odontoscan.models.findings.context import Context, grow
 
 SEARCH_MM = 8.0  # canal / sinus search radius first tried around a tooth (exact beyond it too, only slower)
 CREST_SEARCH_MM = 25.0  # from the occlusal plane down (up) to the alveolar crest
@@ -69,9 +69,15 @@ def _proximity(ctx: Context, fdi: int, kind: FindingKind, target: int) -> Findin
     tooth_box, target_box = ctx.box(fdi), ctx.box(target)
     if tooth_box is None or target_box is None:
         return None
-    box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(tooth_box, target_box))
-    crop = ctx.labels[box]
-    closest = measure.shortest_distance(crop == fdi, crop == target, ctx.spacing, search_mm=SEARCH_MM)
+    # Around the tooth first, in growing boxes (a canal or sinus spans far more of the scan
+    # than the answer needs; each answer within its radius is exact), then the box holding both.
+    both = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(tooth_box, target_box))
+    for radius in (SEARCH_MM, 2 * SEARCH_MM, 4 * SEARCH_MM, None):
+        box = both if radius is None else grow(tooth_box, radius + max(ctx.spacing), ctx.spacing, ctx.labels.shape)
+        crop = ctx.labels[box]
+        closest = measure.shortest_distance(crop == fdi, crop == target, ctx.spacing, search_mm=radius or SEARCH_MM)
+        if closest is not None and (radius is None or closest.distance_mm <= radius):
+            break
     if closest is None:
         return None
     index = closest.midpoint_index() + [s.start for s in box]

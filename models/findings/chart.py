@@ -175,8 +175,8 @@ def _objects(ctx: Context, label: int) -> list[tuple[np.ndarray, float]]:
     min_voxels = max(1, int(MIN_OBJECT_SIZE[ctx.labels.ndim] / ctx.voxel_size()))
     out = []
     for piece in components(ctx.labels[box] == label, min_voxels):
-        index = np.argwhere(piece).mean(axis=0) + [s.start for s in box]
-        out.append((index, float(np.count_nonzero(piece)) * ctx.voxel_size()))
+        index = piece.centre() + [s.start for s in box]
+        out.append((index, float(np.count_nonzero(piece.mask)) * ctx.voxel_size()))
     return out
 
 
@@ -193,9 +193,9 @@ def _crowned_teeth(ctx: Context, present: list[int], label: int) -> set[int]:
     labels = ctx.labels[box]
     min_voxels = max(1, int(MIN_OBJECT_SIZE[ctx.labels.ndim] / ctx.voxel_size()))
     crowned = set()
-    for piece in components(labels == label, min_voxels):
-        ring = ndimage.binary_dilation(piece, iterations=2) & ~piece
-        touched = labels[ring]
+    for piece in components(labels == label, min_voxels, margin=2):
+        ring = ndimage.binary_dilation(piece.mask, iterations=2) & ~piece.mask
+        touched = labels[piece.box][ring]
         values, counts = np.unique(touched[np.isin(touched, present)], return_counts=True)
         crowned |= {int(v) for v, c in zip(values, counts) if c >= CROWNED_SHARE * _surface_voxels(ctx, int(v))}
     return crowned

@@ -10,6 +10,7 @@ radiograph they are simply the column and minus the row, in mm.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -178,8 +179,13 @@ class Context:
 
 def grow(box: Box, margin_mm: float, spacing: tuple[float, ...], shape: tuple[int, ...]) -> Box:
     """A box grown by ``margin_mm`` on every side, clipped to ``shape``."""
-    pad = [int(np.ceil(margin_mm / s)) for s in spacing]
-    return tuple(slice(max(b.start - p, 0), min(b.stop + p, n)) for b, p, n in zip(box, pad, shape))
+    return grow_voxels(box, [int(np.ceil(margin_mm / s)) for s in spacing], shape)
+
+
+def grow_voxels(box: Box, margin: int | Sequence[int], shape: tuple[int, ...]) -> Box:
+    """A box grown by ``margin`` voxels (one number, or one per axis), clipped to ``shape``."""
+    pad = np.broadcast_to(np.asarray(margin, int), (len(box),))
+    return tuple(slice(max(b.start - int(p), 0), min(b.stop + int(p), n)) for b, p, n in zip(box, pad, shape))
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -193,20 +199,37 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return pieces == int(np.argmax(np.bincount(pieces.ravel())[1:])) + 1
 
 
-def components(mask: np.ndarray, min_voxels: int = 1) -> list[np.ndarray]:
-    """Connected pieces (full connectivity) of a mask with at least ``min_voxels`` voxels."""
+@dataclass(frozen=True)
+class Piece:
+    """One connected piece of a mask, kept small: ``box`` (in the mask's coordinates,
+    grown by the margin asked for and clipped) and the piece's voxels inside it."""
+
+    box: Box
+    mask: np.ndarray
+
+    def centre(self) -> np.ndarray:
+        """Mean voxel index of the piece, in the mask's coordinates."""
+        return np.argwhere(self.mask).mean(axis=0) + [b.start for b in self.box]
+
+    def paste(self, into: np.ndarray) -> np.ndarray:
+        """``into`` (the whole mask's shape) with the piece's voxels set."""
+        into[self.box] |= self.mask
+        return into
+
+
+def components(mask: np.ndarray, min_voxels: int = 1, margin: int = 0) -> list[Piece]:
+    """Connected pieces (full connectivity) of a mask with at least ``min_voxels`` voxels,
+    each in its own box grown by ``margin`` voxels (enough room for a dilation that deep)."""
     structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim)
     pieces, count = ndimage.label(mask, structure)
     if count == 0:
         return []
-    sizes = np.bincount(pieces.ravel(), minlength=count + 1)
     out = []
     for i, box in enumerate(ndimage.find_objects(pieces), start=1):
-        if sizes[i] >= min_voxels:
-            piece = np.zeros(mask.shape, dtype=bool)
-            piece[box] = pieces[box] == i
-            out.append(piece)
+        if np.count_nonzero(pieces[box] == i) >= min_voxels:
+            box = grow_voxels(box, margin, mask.shape)
+            out.append(Piece(box, pieces[box] == i))
     return out
 
 
-__all__ = ["Context", "Box", "grow", "components"]
+__all__ = ["Context", "Box", "Piece", "grow", "grow_voxels", "components"]

@@ -21,7 +21,7 @@ from scipy import ndimage
 from odontoscan.datasets import measure
 from odontoscan.datasets.findings_schema import Finding, FindingKind, Measurement, Severity, Unit
 from odontoscan.datasets.labels import FDI_TEETH, Label, is_upper
-from odontoscan.models.findings.context import Context, components
+from odontoscan.models.findings.context import Context, Piece, components, grow_voxels
 
 KINDS = {
     Label.CARIES: FindingKind.CARIES,
@@ -54,17 +54,17 @@ def labelled_findings(ctx: Context) -> list[Finding]:
             continue
         labels = ctx.labels[box]
         min_voxels = max(1, int(np.ceil(MIN_SIZE_MM3 / ctx.voxel_size())))
-        pieces = components(labels == label, min_voxels)
+        pieces = components(labels == label, min_voxels, margin=1)
         if not pieces:
             continue
         tips = _root_tips(ctx) if kind is FindingKind.PERIAPICAL_LESION else {}
         by_tooth: dict[int | None, np.ndarray] = {}
         for piece in pieces:
-            centre = np.argwhere(piece).mean(axis=0) + [s.start for s in box]
+            centre = piece.centre() + [s.start for s in box]
             fdi = _apex_tooth(ctx, centre, tips) or _tooth_of(piece, labels, ctx.spacing)
             if kind is FindingKind.CARIES and not _callable_caries(ctx, fdi, piece, box):
                 continue
-            by_tooth[fdi] = by_tooth.get(fdi, np.zeros_like(piece)) | piece
+            piece.paste(by_tooth.setdefault(fdi, np.zeros(labels.shape, dtype=bool)))
         for fdi, mask in sorted(by_tooth.items(), key=lambda item: item[0] or 0):
             if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, mask):
                 continue
@@ -89,9 +89,9 @@ def _callable_lesion(ctx: Context, fdi: int | None, mask: np.ndarray) -> bool:
     return measure.largest_diameter_mm(body, ctx.spacing) <= MAX_LESION_ELONGATION * ball
 
 
-def _callable_caries(ctx: Context, fdi: int | None, piece: np.ndarray, box: tuple[slice, ...]) -> bool:
-    """Whether a caries piece (mask inside crop ``box``) is on a tooth and radiolucent
-    (see the module docstring); without an image only the tooth is checked."""
+def _callable_caries(ctx: Context, fdi: int | None, piece: Piece, box: tuple[slice, ...]) -> bool:
+    """Whether a caries piece (of the crop ``box``) is on a tooth and radiolucent (see
+    the module docstring); without an image only the tooth is checked."""
     if fdi is None:
         return False
     tooth = ctx.labels[box] == fdi
@@ -99,7 +99,7 @@ def _callable_caries(ctx: Context, fdi: int | None, piece: np.ndarray, box: tupl
         return True
     image = ctx.image[box]
     sound = float(np.median(image[tooth]))
-    grey = float(np.mean(image[piece]))
+    grey = float(np.mean(image[piece.box][piece.mask]))
     return PULP_FRACTION * sound <= grey < RADIOLUCENT_FRACTION * sound
 
 
@@ -128,30 +128,29 @@ def _apex_tooth(ctx: Context, centre: np.ndarray, tips: dict[int, np.ndarray]) -
 
 def _around(mask: np.ndarray, grow: tuple[int, ...] | int = 1) -> tuple[slice, ...]:
     """Bounding box of a mask grown by ``grow`` voxels (per axis; clipped to the array)."""
-    box = ndimage.find_objects(mask.astype(np.uint8))[0]
-    grow = (grow,) * mask.ndim if isinstance(grow, int) else grow
-    return tuple(slice(max(0, b.start - g), min(n, b.stop + g)) for b, g, n in zip(box, grow, mask.shape))
+    return grow_voxels(ndimage.find_objects(mask.astype(np.uint8))[0], grow, mask.shape)
 
 
-def _tooth_of(piece: np.ndarray, labels: np.ndarray, spacing: tuple[float, ...]) -> int | None:
-    """FDI number of the tooth a piece belongs to: the one it touches most (a cavity
-    wraps its caries or filling, a neighbour only meets it), else the nearest one
-    within ``SEARCH_MM``."""
-    around = _around(piece)
-    local = piece[around]
-    touched = labels[around][ndimage.binary_dilation(local) & ~local]
+def _tooth_of(piece: Piece, labels: np.ndarray, spacing: tuple[float, ...]) -> int | None:
+    """FDI number of the tooth a piece (with a one-voxel margin, of ``labels``) belongs
+    to: the one it touches most (a cavity wraps its caries or filling, a neighbour only
+    meets it), else the nearest one within ``SEARCH_MM``."""
+    local = piece.mask
+    touched = labels[piece.box][ndimage.binary_dilation(local) & ~local]
     touched = touched[np.isin(touched, FDI_TEETH)]
     if touched.size:
         values, counts = np.unique(touched, return_counts=True)
         return int(values[np.argmax(counts)])
-    reach = _around(piece, tuple(int(np.ceil(SEARCH_MM / s)) + 1 for s in spacing))
+    reach = grow_voxels(piece.box, [int(np.ceil(SEARCH_MM / s)) for s in spacing], labels.shape)
     local = labels[reach]
     teeth = np.isin(local, FDI_TEETH)
     if not teeth.any():
         return None
     distance, index = ndimage.distance_transform_edt(~teeth, sampling=spacing, return_indices=True)
-    fdi, piece = local[tuple(index)], piece[reach]
-    near = piece & (distance <= SEARCH_MM)
+    fdi = local[tuple(index)]
+    near = np.zeros(local.shape, dtype=bool)
+    near[tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(piece.box, reach))] = piece.mask
+    near &= distance <= SEARCH_MM
     if not near.any():
         return None
     return int(fdi[near][np.argmin(distance[near])])
@@ -194,6 +193,10 @@ def _caries_depth(ctx: Context, fdi: int | None, caries: np.ndarray, box: tuple[
     if fdi is None:
         return "dentin", None
     tooth = ctx.labels[box] == fdi
+    # Work in the box of tooth and caries (one voxel of room): same distances, a fraction of the voxels.
+    near = grow_voxels(_around(tooth | caries, 0), 1, tooth.shape)
+    box = tuple(slice(b.start + n.start, b.start + n.stop) for b, n in zip(box, near))
+    tooth, caries = tooth[near], caries[near]
     hard = np.pad(tooth | caries, 1)  # the crop's border is outside the tooth
     inner = (slice(1, -1),) * hard.ndim
     depth = float(ndimage.distance_transform_edt(hard, sampling=ctx.spacing)[inner][caries].max())

@@ -220,3 +220,24 @@ def test_a_small_stump_under_a_crown_the_model_called_filling_or_bridge_is_crown
     labels[crown_piece] = 0  # without anything capping it, that quarter is a fragment: missing
     found = extract_findings(labels, phantom.spacing, scan=phantom.ground_truth.scan, model=MODEL)
     assert found.tooth(33).status is ToothStatus.MISSING
+
+
+def test_components_keep_each_piece_in_its_own_box_with_the_margin_asked_for():
+    from odontoscan.models.findings.context import components
+
+    mask = np.zeros((20, 20, 20), bool)
+    mask[0:3, 0:2, 0:2] = True  # at the corner: its margin is clipped
+    mask[10:12, 10:13, 10:11] = True
+    mask[18, 5, 5] = True  # a speck
+    pieces = components(mask, min_voxels=2, margin=2)
+    assert [p.box for p in pieces] == [
+        (slice(0, 5), slice(0, 4), slice(0, 4)),
+        (slice(8, 14), slice(8, 15), slice(8, 13)),
+    ]
+    assert [int(p.mask.sum()) for p in pieces] == [12, 6]
+    assert np.allclose(pieces[1].centre(), [10.5, 11, 10])
+    whole = np.zeros_like(mask)
+    for piece in pieces:
+        piece.paste(whole)
+    mask[18, 5, 5] = False
+    assert np.array_equal(whole, mask)
