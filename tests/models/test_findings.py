@@ -241,3 +241,47 @@ def test_components_keep_each_piece_in_its_own_box_with_the_margin_asked_for():
         piece.paste(whole)
     mask[18, 5, 5] = False
     assert np.array_equal(whole, mask)
+
+
+def test_a_dark_spot_enclosed_in_the_tooth_is_pulp_not_caries():
+    labels, image = _tooth_block(8)
+    labels[labels == Label.CARIES] = 36
+    image[labels == 36] = 1800.0
+    labels[30:34, 20:24, 20:24] = Label.CARIES  # inside the crown, nowhere near its surface
+    image[30:34, 20:24, 20:24] = 1000.0  # as radiolucent as the caries that are reported
+    scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=[0.5] * 3)
+    found = extract_findings(labels, (0.5, 0.5, 0.5), scan=scan, model=MODEL, image=image)
+    assert not [f for f in found.findings if f.kind is FindingKind.CARIES]
+
+
+def test_a_lesion_label_on_bone_as_bright_as_its_surroundings_is_not_reported():
+    phantom = generate_cbct(2001, "small")
+    labels = _as_predicted(phantom.labels)
+    real = {f.fdi for f in phantom.ground_truth.findings if f.kind is FindingKind.PERIAPICAL_LESION}
+    image = phantom.image.copy()
+    lesion = labels == Label.PERIAPICAL_LESION
+    bone = np.isin(labels, (Label.LOWER_JAWBONE, Label.UPPER_JAWBONE)) & ndimage.binary_dilation(lesion, iterations=3)
+    args = dict(scan=phantom.ground_truth.scan, model=MODEL, geometry=phantom.geometry)
+    found = extract_findings(labels, phantom.spacing, image=image, **args)
+    assert real and {f.fdi for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION} == real
+    image[lesion] = np.median(image[bone])  # the model painted a lesion where the bone is sound
+    found = extract_findings(labels, phantom.spacing, image=image, **args)
+    assert not [f for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION]
+
+
+def test_a_lesion_belongs_to_the_tooth_on_whose_axis_it_lies_not_the_neighbour_with_the_nearer_tip():
+    spacing = (0.5, 0.5, 0.5)
+    labels = np.zeros((50, 30, 70), np.uint8)
+    image = np.zeros(labels.shape, np.float32)
+    labels[:, :, :62] = Label.LOWER_JAWBONE
+    image[:, :, :62] = 1200.0
+    labels[16:24, 11:19, 30:66] = 35  # a premolar, apex at z = 30 (15 mm up)
+    labels[25:33, 11:19, 20:66] = 36  # its neighbour's root reaches further down, beside the lesion
+    image[np.isin(labels, (35, 36))] = 1800.0
+    x, y, z = np.ogrid[:50, :30, :70]
+    lesion = (x - 20) ** 2 + (y - 15) ** 2 + (z - 23) ** 2 <= 9  # below 35's apex, on its axis
+    labels[lesion] = Label.PERIAPICAL_LESION
+    image[lesion] = 400.0
+    scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=list(spacing))
+    found = extract_findings(labels, spacing, scan=scan, model=MODEL, image=image)
+    assert [f.fdi for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION] == [35]
