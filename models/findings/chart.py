@@ -140,9 +140,14 @@ def _tip_gap_mm(ctx: Context, fdi: int) -> float:
 
 def _typical_size(sizes: dict[int, float], fdi: int, overall: float) -> float:
     """Median size of the scan's teeth of the same type (incisors, canines, premolars,
-    molars), or of all its teeth when fewer than two of that type are labelled."""
-    same = [v for f, v in sizes.items() if tooth_type(f) is tooth_type(fdi)]
-    return float(np.median(same)) if len(same) >= 2 else overall
+    molars) in the same jaw (lower incisors are about half the size of upper ones); of
+    that type in both jaws when fewer than two are labelled in its own; else of all its
+    teeth."""
+    for own_jaw in (True, False):
+        same = [v for f, v in sizes.items() if tooth_type(f) is tooth_type(fdi) and (is_upper(f) == is_upper(fdi) or not own_jaw)]
+        if len(same) >= 2:
+            return float(np.median(same))
+    return overall
 
 
 def _site_model(ctx: Context, present: list[int]) -> dict[int, float]:

@@ -285,3 +285,18 @@ def test_a_lesion_belongs_to_the_tooth_on_whose_axis_it_lies_not_the_neighbour_w
     scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=list(spacing))
     found = extract_findings(labels, spacing, scan=scan, model=MODEL, image=image)
     assert [f.fdi for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION] == [35]
+
+
+def test_a_small_lower_incisor_is_measured_against_the_lower_incisors_not_the_upper_ones():
+    phantom = generate_cbct(2001, "small")
+    labels = _as_predicted(phantom.labels)
+    assert {t.fdi: t.status for t in phantom.ground_truth.teeth}[32] is ToothStatus.PRESENT
+    lower = np.median([np.count_nonzero(labels == f) for f in (31, 41, 42)])
+    every = np.median([np.count_nonzero(labels == f) for f in (11, 12, 21, 22, 31, 41, 42)])
+    tooth = np.argwhere(labels == 32)
+    keep = int(0.4 * lower)  # a model that gave most of 32 to its neighbour
+    assert keep < 0.35 * every  # a fragment by the size of all incisors, upper ones included
+    order = np.argsort(tooth[:, 2])  # keep its root end, give the crown side to 31
+    labels[tuple(tooth[order[keep:]].T)] = 31
+    found = extract_findings(labels, phantom.spacing, scan=phantom.ground_truth.scan, model=MODEL)
+    assert found.tooth(32).status is ToothStatus.PRESENT
