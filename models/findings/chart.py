@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from odontoscan.datasets import measure
 from odontoscan.datasets.findings_schema import ToothStatus
-from odontoscan.datasets.labels import FDI_TEETH, Label, is_upper, tooth_type
+from odontoscan.datasets.labels import FDI_TEETH, Label, ToothType, is_upper, tooth_type
 from odontoscan.models.findings.context import Context, components, grow, largest_component
 
 # Mean mesio-distal crown widths (mm), central incisor .. third molar.
@@ -140,14 +140,15 @@ def _tip_gap_mm(ctx: Context, fdi: int) -> float:
 
 def _typical_size(sizes: dict[int, float], fdi: int, overall: float) -> float:
     """Median size of the scan's teeth of the same type (incisors, canines, premolars,
-    molars) in the same jaw (lower incisors are about half the size of upper ones); of
-    that type in both jaws when fewer than two are labelled in its own; else of all its
-    teeth."""
-    for own_jaw in (True, False):
-        same = [v for f, v in sizes.items() if tooth_type(f) is tooth_type(fdi) and (is_upper(f) == is_upper(fdi) or not own_jaw)]
-        if len(same) >= 2:
-            return float(np.median(same))
-    return overall
+    molars), or of all its teeth when fewer than two of that type are labelled.
+    Incisors are compared within their jaw when two are labelled there: lower incisors
+    are about half the size of upper ones. Other types differ far less between the jaws,
+    and a median over both is steadier (a canine's jaw holds only it and its antimere,
+    and a median of two follows a fragment halfway down)."""
+    same = [f for f in sizes if tooth_type(f) is tooth_type(fdi)]
+    if tooth_type(fdi) is ToothType.INCISOR and sum(is_upper(f) == is_upper(fdi) for f in same) >= 2:
+        same = [f for f in same if is_upper(f) == is_upper(fdi)]
+    return float(np.median([sizes[f] for f in same])) if len(same) >= 2 else overall
 
 
 def _site_model(ctx: Context, present: list[int]) -> dict[int, float]:
