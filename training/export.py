@@ -367,22 +367,109 @@ def export_model(
             )
             metadata = metadata.model_copy(update={"int8": variant})
 
+    def write(staging: Path) -> ModelMetadata:
+        written = write_model_dir(onnx_bytes, metadata, staging, int8_model=int8_bytes, refiner_model=refiner_onnx)
+        (staging / CARD_FILE).write_text(render_model_card(written, parity, int8, ckpt))
+        return written
+
+    metadata = _write_atomically(out_dir, write)
+    result = ExportResult(out_dir=out_dir, metadata=metadata, parity=parity, int8=int8)
+    if register:
+        result.mlflow_run_id, result.registered_version = log_and_register(out_dir, metadata, run_id=ckpt.run_id, tracking_uri=tracking_uri)
+    return result
+
+
+def pair_model(
+    model: str | Path,
+    refiner: str | Path,
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    register: bool = True,
+    tracking_uri: str | None = None,
+) -> PairResult:
+    """Write exported coarse CBCT model ``model`` with exported fine model ``refiner`` as
+    its coarse-to-fine pair into ``out_dir``: a retrained fine model joins a shipped
+    coarse one without the coarse model's checkpoint. The coarse ONNX graph is kept as
+    it is (its parity was checked when it was exported); ``name`` and ``version``
+    default to the coarse model's. The model card is the coarse model's with a section
+    naming the new refiner; its held-out figures were measured with the previous pair,
+    so re-run ``odontoscan evaluate``. ``model`` may be ``out_dir`` (re-pair in place).
+    """
+    out_dir = Path(out_dir)
+    coarse = read_model_dir(model)
+    if coarse.metadata.refines:
+        raise ConfigError(f"--model '{model}' is itself a refining model; give the coarse model of the pair.")
+    refiner_onnx = _check_refiner(refiner, coarse.metadata)
+    fine = read_model_dir(refiner).metadata
+    _check_out_dir(out_dir)
+    metadata = coarse.metadata.model_copy(
+        update={"name": name or coarse.metadata.name, "version": version or coarse.metadata.version, "refiner": RefinerRef()}
+    )
+    int8_path = coarse.path / coarse.metadata.int8.file if coarse.metadata.int8 is not None else None
+    onnx_bytes = coarse.onnx_path.read_bytes()
+    int8_bytes = int8_path.read_bytes() if int8_path is not None else None
+    source_card = coarse.path / CARD_FILE
+    card = source_card.read_text() if source_card.is_file() else f"# {metadata.model_key}\n"
+
+    def write(staging: Path) -> ModelMetadata:
+        written = write_model_dir(onnx_bytes, metadata, staging, int8_model=int8_bytes, refiner_model=refiner_onnx)
+        (staging / CARD_FILE).write_text(_paired_card(card, coarse.metadata, written, fine))
+        return written
+
+    metadata = _write_atomically(out_dir, write)
+    result = PairResult(out_dir=out_dir, metadata=metadata)
+    if register:
+        result.mlflow_run_id, result.registered_version = log_and_register(out_dir, metadata, run_id=None, tracking_uri=tracking_uri)
+    return result
+
+
+class PairResult(BaseModel):
+    """What one pairing produced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    out_dir: Path
+    metadata: ModelMetadata
+    mlflow_run_id: str | None = None
+    registered_version: int | None = None
+
+
+def _paired_card(card: str, coarse: ModelMetadata, paired: ModelMetadata, fine: ModelMetadata) -> str:
+    """The coarse model's card, retitled, with a section naming the new refiner."""
+    lines = card.splitlines()
+    title = f"# {paired.model_key}"
+    body = lines[1:] if lines and lines[0].startswith("# ") else lines
+    refiner = paired.refiner
+    section = [
+        "",
+        "## Pairing",
+        f"Coarse model unchanged from {coarse.model_key} (`model.onnx` graph as exported, sha256 of that file "
+        f"{(coarse.sha256 or '')[:12]}...); refiner `{refiner.file if refiner else ''}` is now {fine.model_key} "
+        f"(sha256 {((refiner.sha256 if refiner else '') or '')[:12]}..., training run {fine.training_run_id or 'unknown'}), "
+        f"trained on {fine.training_data or 'unknown data'}. Paired on {date.today().isoformat()} with `odontoscan export --model`.",
+        "**The held-out and validation figures below were measured with the previous refiner**: re-run "
+        f"`odontoscan evaluate --model <this directory>` and replace them before shipping this pair.",
+    ]
+    return "\n".join([title, *section, *body]) + "\n"
+
+
+def _write_atomically(out_dir: Path, write) -> ModelMetadata:
+    """Run ``write(staging)`` in a fresh folder beside ``out_dir``, then swap it into place:
+    ``out_dir`` ends up complete or as it was."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     staging.chmod(0o755)  # mkdtemp makes it private; the model directory is not
     try:
-        metadata = write_model_dir(onnx_bytes, metadata, staging, int8_model=int8_bytes, refiner_model=refiner_onnx)
-        (staging / CARD_FILE).write_text(render_model_card(metadata, parity, int8, ckpt))
+        metadata = write(staging)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    result = ExportResult(out_dir=out_dir, metadata=metadata, parity=parity, int8=int8)
-    if register:
-        result.mlflow_run_id, result.registered_version = log_and_register(out_dir, metadata, run_id=ckpt.run_id, tracking_uri=tracking_uri)
-    return result
+    return metadata
 
 
 _CALIBRATION_PATCHES = 8
@@ -427,4 +514,4 @@ def _check_out_dir(out_dir: Path) -> None:
         raise ModelError(f"Output '{out_dir}' exists and is not a model directory; choose a new or empty --out.")
 
 
-__all__ = ["ExportResult", "Int8Outcome", "Parity", "export_model", "promote", "network_from_checkpoint", "phantom_patches"]
+__all__ = ["ExportResult", "Int8Outcome", "PairResult", "Parity", "export_model", "pair_model", "promote", "network_from_checkpoint", "phantom_patches"]

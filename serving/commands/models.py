@@ -37,21 +37,36 @@ class DatasetSource(str, Enum):
 
 def export(
     out: Path = typer.Option(..., "--out", help="Model directory to write (model.onnx, model.json, MODEL_CARD.md)."),
-    name: str = typer.Option(..., "--name", help="Model name, also the MLflow registered-model name (e.g. cbct-phantom)."),
-    version: str = typer.Option(..., "--version", help="Model version written into model.json (e.g. 0.1.0)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name, also the MLflow registered-model name (e.g. cbct-phantom); with --model: default its name."),
+    version: Optional[str] = typer.Option(None, "--version", help="Model version written into model.json (e.g. 0.1.0); with --model: default its version."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file written by training."),
     run: Optional[str] = typer.Option(None, "--run", help="MLflow run id whose best checkpoint to export (instead of --checkpoint)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="An exported coarse CBCT model to pair with --refiner (instead of --checkpoint; its graph is kept as it is)."),
     quantize: bool = typer.Option(False, "--quantize", help="Also write an int8 model when it agrees with fp32 (Dice >= 0.95)."),
     register: bool = typer.Option(True, "--register/--no-register", help="Log and register the model in MLflow."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)."),
     refiner: Optional[Path] = typer.Option(None, "--refiner", help="Exported fine model (trained with labels.refines) to store with this CBCT model as its coarse-to-fine pair."),
 ) -> None:
-    """Export a trained checkpoint to ONNX, check parity with PyTorch, register it in MLflow."""
+    """Export a trained checkpoint to ONNX, check parity with PyTorch, register it in MLflow;
+    or (--model with --refiner) pair an exported coarse model with a retrained fine one."""
     from odontoscan.datasets.errors import ConfigError
-    from odontoscan.training.export import export_model
+    from odontoscan.training.export import export_model, pair_model
 
-    if (checkpoint is None) == (run is None):
-        raise ConfigError("Give exactly one of --checkpoint FILE or --run RUN_ID.")
+    if sum(x is not None for x in (checkpoint, run, model)) != 1:
+        raise ConfigError("Give exactly one of --checkpoint FILE, --run RUN_ID or --model DIR.")
+    if model is not None:
+        if refiner is None:
+            raise ConfigError("--model DIR re-exports a coarse model with a new refiner; give --refiner FINE_MODEL_DIR.")
+        if quantize:
+            raise ConfigError("--quantize needs the checkpoint (--checkpoint or --run); --model keeps the model's own int8 file if it has one.")
+        paired = pair_model(model, refiner, out, name=name, version=version, register=register, tracking_uri=tracking_uri)
+        console.print(f"wrote {escape(paired.metadata.model_key)} to {escape(str(paired.out_dir))} (refiner {escape(str(refiner))})")
+        console.print("its card's held-out figures were measured with the previous refiner: run `odontoscan evaluate --model` on it")
+        if paired.registered_version is not None:
+            console.print(f"registered as models:/{escape(paired.metadata.name)}/{paired.registered_version} (run {paired.mlflow_run_id})")
+        return
+    if name is None or version is None:
+        raise ConfigError("Exporting a checkpoint needs --name and --version.")
     result = export_model(
         checkpoint, out, name=name, version=version, run_id=run, tracking_uri=tracking_uri, quantize=quantize, register=register,
         refiner=refiner,

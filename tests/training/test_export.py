@@ -15,7 +15,7 @@ from odontoscan.models.runtime import OnnxModel
 from odontoscan.training import export
 from odontoscan.training.checkpoint import Checkpoint, save_checkpoint
 from odontoscan.training.config import parse_config
-from odontoscan.training.export import export_model, promote
+from odontoscan.training.export import export_model, pair_model, promote
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +72,22 @@ def test_whole_scan_segmentation_returns_design_ids(exported):
     assert set(np.unique(labels)) <= {0, 1, 2, 3, 4, 11, 21, 31, 41}
 
 
-def test_a_refiner_travels_with_its_coarse_model(checkpoint, exported, tmp_path):
+@pytest.fixture(scope="module")
+def fine(tmp_path_factory):
+    """An exported tiny refining model (the fine half of a coarse-to-fine pair)."""
+    root = tmp_path_factory.mktemp("fine")
     document = tiny_train_config([0, 3, 11, 200]) | {"name": "tiny-fine"}
     document["labels"] = {"classes": [0, 3, 11, 200], "refines": True}
     torch.manual_seed(1)
     net = build_network("UNet", {"channels": [8, 16], "strides": [2]}, spatial_dims=3, in_channels=1, out_channels=4)
     fine_ckpt = save_checkpoint(
         Checkpoint(config=parse_config(document), model_state=net.state_dict(), epoch=0, best_metric=0.1, best_epoch=0, run_id=None),
-        tmp_path / "fine.pt",
+        root / "fine.pt",
     )
-    fine = export_model(fine_ckpt, tmp_path / "fine", name="tiny-fine", version="0.0.1", register=False)
+    return export_model(fine_ckpt, root / "fine", name="tiny-fine", version="0.0.1", register=False)
+
+
+def test_a_refiner_travels_with_its_coarse_model(checkpoint, exported, fine, tmp_path):
     assert fine.metadata.refines and fine.metadata.label_names[11] == "Tooth (any)"
     with pytest.raises(ConfigError, match="is not a refining model"):
         export_model(checkpoint, tmp_path / "bad", name="tiny-cbct", version="0.0.1", register=False, refiner=exported.out_dir)
@@ -90,6 +96,27 @@ def test_a_refiner_travels_with_its_coarse_model(checkpoint, exported, tmp_path)
     assert "Coarse-to-fine" in (pair.out_dir / "MODEL_CARD.md").read_text()
     model = OnnxModel(pair.out_dir, threads=1)
     assert model.refiner is not None and model.refiner.metadata.name == "tiny-fine"
+
+
+def test_an_exported_coarse_model_is_paired_with_a_new_refiner_without_its_checkpoint(exported, fine, tmp_path):
+    pair = pair_model(exported.out_dir, fine.out_dir, tmp_path / "pair", version="0.0.2", register=False)
+    assert pair.metadata.model_key == "tiny-cbct@0.0.2" and pair.metadata.classes == exported.metadata.classes
+    assert (pair.out_dir / "refiner.onnx").read_bytes() == fine.out_dir.joinpath("model.onnx").read_bytes()
+    model = OnnxModel(pair.out_dir, threads=1)  # hashes checked on load
+    assert model.refiner is not None and model.refiner.metadata.model_key == "tiny-fine@0.0.1"
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 1, 32, 32, 32), dtype=np.float32)
+    np.testing.assert_array_equal(model.predict_logits_patch(x), OnnxModel(exported.out_dir, threads=1).predict_logits_patch(x))
+    card = (pair.out_dir / "MODEL_CARD.md").read_text()
+    assert card.startswith("# tiny-cbct@0.0.2\n") and "tiny-fine@0.0.1" in card and "measured with the previous refiner" in card
+    # Re-pairing in place keeps the directory whole; wrong halves are refused and write nothing.
+    again = pair_model(pair.out_dir, fine.out_dir, pair.out_dir, register=False)
+    assert again.metadata.version == "0.0.2" and OnnxModel(pair.out_dir, threads=1).refiner is not None
+    with pytest.raises(ConfigError, match="itself a refining model"):
+        pair_model(fine.out_dir, fine.out_dir, tmp_path / "bad", register=False)
+    with pytest.raises(ConfigError, match="is not a refining model"):
+        pair_model(exported.out_dir, exported.out_dir, tmp_path / "bad", register=False)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_failing_parity_writes_nothing(checkpoint, tmp_path, monkeypatch):
@@ -151,3 +178,22 @@ def test_mlflow_registration_promote_and_resolve(checkpoint, tmp_path, monkeypat
         promote("tiny-cbct", 9, tracking_uri=uri)
     with pytest.raises(ModelError, match="has no models:/tiny-cbct@staging"):
         resolve("models:/tiny-cbct@staging", tracking_uri=uri, cache_dir=tmp_path / "cache")
+
+
+def test_export_model_through_the_cli(exported, fine, tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        command = [sys.executable, "-m", "odontoscan.serving.cli", "export", *map(str, args), "--no-register"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        done.stderr, done.stdout = " ".join(done.stderr.split()), " ".join(done.stdout.split())  # rich wraps lines
+        return done
+
+    result = cli("--model", exported.out_dir, "--out", tmp_path / "pair")
+    assert result.returncode == 2 and "give --refiner FINE_MODEL_DIR" in result.stderr and not (tmp_path / "pair").exists()
+    result = cli("--model", exported.out_dir, "--checkpoint", tmp_path / "x.pt", "--out", tmp_path / "pair")
+    assert result.returncode == 2 and "exactly one of --checkpoint FILE, --run RUN_ID or --model DIR" in result.stderr
+    result = cli("--model", exported.out_dir, "--refiner", fine.out_dir, "--out", tmp_path / "pair")
+    assert result.returncode == 0, result.stderr
+    assert "wrote tiny-cbct@0.0.1" in result.stdout and OnnxModel(tmp_path / "pair", threads=1).refiner is not None
