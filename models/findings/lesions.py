@@ -43,8 +43,8 @@ MIN_SIZE_MM3 = 0.5  # smaller pieces are noise (mm^2 for radiographs)
 # mistaken for lesion) and at a tooth.
 MIN_LESION_MM3 = 4.0
 MAX_LESION_ELONGATION = 2.5
-LESION_RADIOLUCENT = 0.65
-LESION_SHELL_MM = 2.0
+LESION_RADIOLUCENT = 0.65  # mean grey at most this share of the bone's around it (tuning phantoms 3000-3023)
+LESION_SHELL_MM = 2.0  # the bone around a lesion: jaw voxels this close to it
 SEARCH_MM = 6.0  # a piece further than this from every tooth belongs to none
 TIP_BAND_MM = 2.0  # a tooth's root tips: its voxels this close to its root end
 PULP_FRACTION = 0.55
