@@ -83,7 +83,7 @@ class ExportResult(BaseModel):
 
     out_dir: Path
     metadata: ModelMetadata
-    parity: Parity
+    parity: Parity | None = None  # None when no graph was exported (pairing keeps the coarse one)
     int8: Int8Outcome | None = None
     mlflow_run_id: str | None = None
     registered_version: int | None = None
@@ -388,7 +388,7 @@ def pair_model(
     version: str | None = None,
     register: bool = True,
     tracking_uri: str | None = None,
-) -> PairResult:
+) -> ExportResult:
     """Write exported coarse CBCT model ``model`` with exported fine model ``refiner`` as
     its coarse-to-fine pair into ``out_dir``: a retrained fine model joins a shipped
     coarse one without the coarse model's checkpoint. The coarse ONNX graph is kept as
@@ -419,21 +419,10 @@ def pair_model(
         return written
 
     metadata = _write_atomically(out_dir, write)
-    result = PairResult(out_dir=out_dir, metadata=metadata)
+    result = ExportResult(out_dir=out_dir, metadata=metadata)
     if register:
         result.mlflow_run_id, result.registered_version = log_and_register(out_dir, metadata, run_id=None, tracking_uri=tracking_uri)
     return result
-
-
-class PairResult(BaseModel):
-    """What one pairing produced."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    out_dir: Path
-    metadata: ModelMetadata
-    mlflow_run_id: str | None = None
-    registered_version: int | None = None
 
 
 def _paired_card(card: str, coarse: ModelMetadata, paired: ModelMetadata, fine: ModelMetadata) -> str:
@@ -514,4 +503,4 @@ def _check_out_dir(out_dir: Path) -> None:
         raise ModelError(f"Output '{out_dir}' exists and is not a model directory; choose a new or empty --out.")
 
 
-__all__ = ["ExportResult", "Int8Outcome", "PairResult", "Parity", "export_model", "pair_model", "promote", "network_from_checkpoint", "phantom_patches"]
+__all__ = ["ExportResult", "Int8Outcome", "Parity", "export_model", "pair_model", "promote", "network_from_checkpoint", "phantom_patches"]

@@ -123,12 +123,16 @@ def _tooth_block(caries_depth_voxels: int) -> tuple[np.ndarray, np.ndarray]:
     return labels, image
 
 
-@pytest.mark.parametrize("depth, grade", [(2, "enamel"), (8, "dentin"), (15, "near_pulp")])
-def test_caries_depth_class(depth, grade):
-    labels, image = _tooth_block(depth)
+def _caries_on_block(labels: np.ndarray, image: np.ndarray) -> list:
+    """Caries findings of a :func:`_tooth_block` label map (0.5 mm voxels)."""
     scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=[0.5] * 3)
     found = extract_findings(labels, (0.5, 0.5, 0.5), scan=scan, model=MODEL, image=image)
-    caries = [f for f in found.findings if f.kind is FindingKind.CARIES]
+    return [f for f in found.findings if f.kind is FindingKind.CARIES]
+
+
+@pytest.mark.parametrize("depth, grade", [(2, "enamel"), (8, "dentin"), (15, "near_pulp")])
+def test_caries_depth_class(depth, grade):
+    caries = _caries_on_block(*_tooth_block(depth))
     assert len(caries) == 1 and caries[0].fdi == 36 and caries[0].grade == grade
     assert caries[0].measurements["volume_mm3"].value == pytest.approx(depth * 16 * 0.125)
 
@@ -137,9 +141,7 @@ def test_caries_depth_class(depth, grade):
 def test_caries_labels_as_bright_as_sound_tooth_or_as_dark_as_pulp_are_not_reported(grey):
     labels, image = _tooth_block(8)
     image[labels == Label.CARIES] = grey
-    scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=[0.5] * 3)
-    found = extract_findings(labels, (0.5, 0.5, 0.5), scan=scan, model=MODEL, image=image)
-    assert not [f for f in found.findings if f.kind is FindingKind.CARIES]
+    assert not _caries_on_block(labels, image)
 
 
 def test_caries_labels_off_every_tooth_are_not_reported():
@@ -147,9 +149,7 @@ def test_caries_labels_off_every_tooth_are_not_reported():
     labels[labels == Label.CARIES] = 36
     labels[2:6, 28:32, 28:32] = Label.CARIES  # 2 mm outside the tooth's -x face, in soft tissue
     labels[labels == 36] = 0  # ... and no tooth within reach at all
-    scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=[0.5] * 3)
-    found = extract_findings(labels, (0.5, 0.5, 0.5), scan=scan, model=MODEL, image=image)
-    assert not [f for f in found.findings if f.kind is FindingKind.CARIES]
+    assert not _caries_on_block(labels, image)
 
 
 def test_a_stray_bridge_piece_far_from_any_gap_is_no_pontic():
@@ -249,9 +249,7 @@ def test_a_dark_spot_enclosed_in_the_tooth_is_pulp_not_caries():
     image[labels == 36] = 1800.0
     labels[30:34, 20:24, 20:24] = Label.CARIES  # inside the crown, nowhere near its surface
     image[30:34, 20:24, 20:24] = 1000.0  # as radiolucent as the caries that are reported
-    scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=[0.5] * 3)
-    found = extract_findings(labels, (0.5, 0.5, 0.5), scan=scan, model=MODEL, image=image)
-    assert not [f for f in found.findings if f.kind is FindingKind.CARIES]
+    assert not _caries_on_block(labels, image)
 
 
 def test_a_lesion_label_on_bone_as_bright_as_its_surroundings_is_not_reported():
