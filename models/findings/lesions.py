@@ -97,7 +97,7 @@ def _callable_lesion(ctx: Context, fdi: int | None, mask: np.ndarray, box: tuple
     volume = float(np.count_nonzero(mask)) * ctx.voxel_size()
     if volume < MIN_LESION_MM3:
         return False
-    body = ndimage.binary_opening(np.pad(mask[_around(mask)], 1))  # without the thin tails a lesion label may grow
+    body = ndimage.binary_opening(np.pad(mask[measure.bounding_box(mask)], 1))  # without the thin tails a lesion label may grow
     if not body.any():
         return False
     ball = (6.0 * float(np.count_nonzero(body)) * ctx.voxel_size() / np.pi) ** (1.0 / 3.0)
@@ -105,7 +105,7 @@ def _callable_lesion(ctx: Context, fdi: int | None, mask: np.ndarray, box: tuple
         return False
     if ctx.image is None:
         return True
-    near = _around(mask, [int(np.ceil(LESION_SHELL_MM / s)) for s in ctx.spacing])
+    near = measure.bounding_box(mask, [int(np.ceil(LESION_SHELL_MM / s)) for s in ctx.spacing])
     local = mask[near]
     shell = (ndimage.distance_transform_edt(~local, sampling=ctx.spacing) <= LESION_SHELL_MM) & ~local
     labels, image = ctx.labels[box][near], ctx.image[box][near]
@@ -184,11 +184,6 @@ def _apex_tooth(ctx: Context, centre: np.ndarray, roots: dict[int, _Root]) -> in
     return best
 
 
-def _around(mask: np.ndarray, grow: tuple[int, ...] | int = 1) -> tuple[slice, ...]:
-    """Bounding box of a mask grown by ``grow`` voxels (per axis; clipped to the array)."""
-    return grow_voxels(ndimage.find_objects(mask.astype(np.uint8))[0], grow, mask.shape)
-
-
 def _tooth_of(piece: Piece, labels: np.ndarray, spacing: tuple[float, ...]) -> int | None:
     """FDI number of the tooth a piece (with a one-voxel margin, of ``labels``) belongs
     to: the one it touches most (a cavity wraps its caries or filling, a neighbour only
@@ -252,7 +247,7 @@ def _caries_depth(ctx: Context, fdi: int | None, caries: np.ndarray, box: tuple[
         return "dentin", None
     tooth = ctx.labels[box] == fdi
     # Work in the box of tooth and caries (one voxel of room): same distances, a fraction of the voxels.
-    near = grow_voxels(_around(tooth | caries, 0), 1, tooth.shape)
+    near = measure.bounding_box(tooth | caries, 1)
     box = tuple(slice(b.start + n.start, b.start + n.stop) for b, n in zip(box, near))
     tooth, caries = tooth[near], caries[near]
     hard = np.pad(tooth | caries, 1)  # the crop's border is outside the tooth
