@@ -18,6 +18,7 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -430,6 +431,10 @@ def _paired_card(card: str, coarse: ModelMetadata, paired: ModelMetadata, fine: 
     lines = card.splitlines()
     title = f"# {paired.model_key}"
     body = lines[1:] if lines and lines[0].startswith("# ") else lines
+    if "## Pairing" in body:  # a pair paired again: its previous pairing section is stale
+        start = body.index("## Pairing")
+        end = next((i for i in range(start + 1, len(body)) if body[i].startswith("## ")), len(body))
+        body = body[: start - 1 if start and not body[start - 1].strip() else start] + body[end:]
     refiner = paired.refiner
     section = [
         "",
@@ -444,7 +449,7 @@ def _paired_card(card: str, coarse: ModelMetadata, paired: ModelMetadata, fine: 
     return "\n".join([title, *section, *body]) + "\n"
 
 
-def _write_atomically(out_dir: Path, write) -> ModelMetadata:
+def _write_atomically(out_dir: Path, write: Callable[[Path], ModelMetadata]) -> ModelMetadata:
     """Run ``write(staging)`` in a fresh folder beside ``out_dir``, then swap it into place:
     ``out_dir`` ends up complete or as it was."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)

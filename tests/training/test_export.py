@@ -112,6 +112,7 @@ def test_an_exported_coarse_model_is_paired_with_a_new_refiner_without_its_check
     # Re-pairing in place keeps the directory whole; wrong halves are refused and write nothing.
     again = pair_model(pair.out_dir, fine.out_dir, pair.out_dir, register=False)
     assert again.metadata.version == "0.0.2" and OnnxModel(pair.out_dir, threads=1).refiner is not None
+    assert (pair.out_dir / "MODEL_CARD.md").read_text().count("## Pairing") == 1
     with pytest.raises(ConfigError, match="itself a refining model"):
         pair_model(fine.out_dir, fine.out_dir, tmp_path / "bad", register=False)
     with pytest.raises(ConfigError, match="is not a refining model"):
