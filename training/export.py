@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import re
 import shutil
 import tempfile
 import warnings
@@ -446,7 +447,7 @@ def _paired_card(card: str, coarse: ModelMetadata, paired: ModelMetadata, fine: 
         "**The held-out and validation figures below were measured with the previous refiner**: re-run "
         f"`odontoscan evaluate --model <this directory>` and replace them before shipping this pair.",
     ]
-    return "\n".join([title, *section, *body]) + "\n"
+    return re.sub(r"\n{3,}", "\n\n", "\n".join([title, *section, "", *body])).rstrip("\n") + "\n"
 
 
 def _write_atomically(out_dir: Path, write: Callable[[Path], ModelMetadata]) -> ModelMetadata:
