@@ -46,7 +46,7 @@ def write_outputs(
     scan, findings = result.scan, result.findings
     out = Path(out)
     with staged_output(out) as staging, ThreadPoolExecutor(max_workers=1) as background:
-        seg_job: Future[Path | None] | None = None
+        seg_job: Future[Path] | None = None
         if dicom:  # first: the step most likely to refuse the input
             from odontoscan.serving.outputs.dicom import read_source_headers, write_seg, write_sr
 
