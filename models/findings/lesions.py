@@ -43,7 +43,16 @@ MIN_SIZE_MM3 = 0.5  # smaller pieces are noise (mm^2 for radiographs)
 # mistaken for lesion) and at a tooth.
 MIN_LESION_MM3 = 4.0
 MAX_LESION_ELONGATION = 2.5
-LESION_RADIOLUCENT = 0.65  # mean grey at most this share of the bone's around it (tuning phantoms 3000-3023)
+# Radiolucent: the darker quarter of the piece (its 25th-percentile grey) at most this
+# share of the bone's median around it. The darker quarter, not the mean: a label drawn
+# a voxel wider than the lesion takes in bone and would look brighter than it is.
+LESION_RADIOLUCENT = 0.45
+# ... but soft tissue, not air: a lesion holds fluid and granulation tissue (about 0-100
+# HU); a piece with a tenth of its voxels below this is air (nasal cavity, sinus).
+LESION_AIR_HU = -50.0
+# ... and not the inferior alveolar canal: a dark tube the model may paint a stretch of;
+# a lesion beside the canal has at most this share of its surroundings canal.
+LESION_CANAL_SHARE = 0.25
 LESION_SHELL_MM = 2.0  # the bone around a lesion: jaw voxels this close to it
 SEARCH_MM = 6.0  # a piece further than this from every tooth belongs to none
 TIP_BAND_MM = 2.0  # a tooth's root tips: its voxels this close to its root end
@@ -76,20 +85,21 @@ def labelled_findings(ctx: Context) -> list[Finding]:
             fdi = _apex_tooth(ctx, centre, tips) or _tooth_of(piece, labels, ctx.spacing)
             if kind is FindingKind.CARIES and not _callable_caries(ctx, fdi, piece, box):
                 continue
+            if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, piece.paste(np.zeros(labels.shape, dtype=bool)), box):
+                continue  # judged piece by piece: two lesions on one tooth are not one elongated lesion
             piece.paste(by_tooth.setdefault(fdi, np.zeros(labels.shape, dtype=bool)))
         for fdi, mask in sorted(by_tooth.items(), key=lambda item: item[0] or 0):
-            if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, mask, box):
-                continue
             out.append(_finding(ctx, kind, fdi, mask, box))
     return out
 
 
 def _callable_lesion(ctx: Context, fdi: int | None, mask: np.ndarray, box: tuple[slice, ...]) -> bool:
-    """Whether a periapical-lesion mask (of the crop ``box``) is one a reader would call
-    (see MIN_LESION_MM3): at a tooth, big enough, roundish and, in volumes with an image,
-    a radiolucency in bone (mean grey at most ``LESION_RADIOLUCENT`` of the median of
-    the jaw bone within ``LESION_SHELL_MM`` around it). Radiographs without pixel
-    spacing are not judged by size."""
+    """Whether one periapical-lesion piece (mask of the crop ``box``) is one a reader would
+    call: at a tooth and, in volumes, big enough (``MIN_LESION_MM3``), roundish
+    (``MAX_LESION_ELONGATION``), in bone and not a stretch of the canal (less than
+    ``LESION_CANAL_SHARE`` of the voxels within ``LESION_SHELL_MM`` around it are canal)
+    and, with an image, a radiolucency of soft-tissue density (``LESION_RADIOLUCENT``,
+    ``LESION_AIR_HU``). Radiographs are judged by the tooth alone."""
     if fdi is None:
         return False
     if not ctx.volume:
@@ -97,22 +107,27 @@ def _callable_lesion(ctx: Context, fdi: int | None, mask: np.ndarray, box: tuple
     volume = float(np.count_nonzero(mask)) * ctx.voxel_size()
     if volume < MIN_LESION_MM3:
         return False
-    body = ndimage.binary_opening(np.pad(mask[measure.bounding_box(mask)], 1))  # without the thin tails a lesion label may grow
+    piece = np.pad(mask[measure.bounding_box(mask)], 1)
+    body = ndimage.binary_opening(piece)  # without the thin tails a lesion label may grow...
     if not body.any():
-        return False
+        body = piece  # ... unless the piece is all tail-thin: a small lesion a few voxels across
     ball = (6.0 * float(np.count_nonzero(body)) * ctx.voxel_size() / np.pi) ** (1.0 / 3.0)
     if measure.largest_diameter_mm(body, ctx.spacing) > MAX_LESION_ELONGATION * ball:
         return False
-    if ctx.image is None:
-        return True
     near = measure.bounding_box(mask, [int(np.ceil(LESION_SHELL_MM / s)) for s in ctx.spacing])
     local = mask[near]
     shell = (ndimage.distance_transform_edt(~local, sampling=ctx.spacing) <= LESION_SHELL_MM) & ~local
-    labels, image = ctx.labels[box][near], ctx.image[box][near]
-    bone = shell & np.isin(labels, (Label.UPPER_JAWBONE, Label.LOWER_JAWBONE))
-    if not bone.any():
+    around = ctx.labels[box][near][shell]
+    bone = np.isin(around, (Label.UPPER_JAWBONE, Label.LOWER_JAWBONE))
+    if not bone.any() or float(np.mean(np.isin(around, (Label.LEFT_IAC, Label.RIGHT_IAC)))) >= LESION_CANAL_SHARE:
         return False
-    return float(np.mean(image[local])) <= LESION_RADIOLUCENT * float(np.median(image[bone]))
+    if ctx.image is None:
+        return True
+    image = ctx.image[box][near]
+    grey = image[local]
+    if float(np.percentile(grey, 10)) < LESION_AIR_HU:
+        return False
+    return float(np.percentile(grey, 25)) <= LESION_RADIOLUCENT * float(np.median(image[shell][bone]))
 
 
 def _callable_caries(ctx: Context, fdi: int | None, piece: Piece, box: tuple[slice, ...]) -> bool:

@@ -285,6 +285,66 @@ def test_a_lesion_belongs_to_the_tooth_on_whose_axis_it_lies_not_the_neighbour_w
     assert [f.fdi for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION] == [35]
 
 
+def _tooth_in_bone(fdi: int = 35, width: int = 8, spacing: float = 0.5):
+    """A lower tooth (``width`` voxels wide in x, apex at z = 30) in bone of 1200 HU, noisy
+    (seeded); returns labels, image, the scan info and the voxel grid."""
+    labels = np.zeros((50, 30, 70), np.uint8)
+    labels[:, :, :62] = Label.LOWER_JAWBONE
+    labels[20 - width // 2 : 20 + width - width // 2, 11:19, 30:66] = fdi
+    image = np.where(labels == fdi, 1800.0, np.where(labels > 0, 1200.0, -1000.0)).astype(np.float32)
+    image += np.random.default_rng(0).normal(0.0, 30.0, image.shape).astype(np.float32)
+    scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=[spacing] * 3)
+    return labels, image, scan, np.ogrid[:50, :30, :70]
+
+
+def _lesions(labels, image, scan, spacing: float = 0.5) -> dict[int, float]:
+    found = extract_findings(labels, (spacing,) * 3, scan=scan, model=MODEL, image=image)
+    return {f.fdi: f.measurements["volume_mm3"].value for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION}
+
+
+def test_a_lesion_label_drawn_wider_than_the_lesion_is_still_reported():
+    labels, image, scan, (x, y, z) = _tooth_in_bone()
+    ball = (x - 20) ** 2 + (y - 15) ** 2 + (z - 25) ** 2
+    image[ball <= 9] = 300.0  # the lesion: 3 mm across, a quarter of the bone's grey
+    labels[ball <= 20] = Label.PERIAPICAL_LESION  # the model's label reaches a voxel or two into the bone all round
+    assert list(_lesions(labels, image, scan)) == [35]
+
+
+def test_air_or_a_stretch_of_the_canal_labelled_lesion_is_not_reported():
+    labels, image, scan, (x, y, z) = _tooth_in_bone()
+    ball = (x - 20) ** 2 + (y - 15) ** 2 + (z - 25) ** 2 <= 9
+    labels[ball] = Label.PERIAPICAL_LESION
+    image[ball] = 300.0
+    assert list(_lesions(labels, image, scan)) == [35]
+    air = image.copy()
+    air[ball] = -700.0  # darker than any soft tissue: an air pocket, not a lesion
+    assert _lesions(labels, air, scan) == {}
+    canal = np.broadcast_to((y - 15) ** 2 + (z - 24) ** 2 <= 9, labels.shape)  # the canal runs along x by the apex...
+    stretch = ((y - 15) ** 2 + (z - 24) ** 2 <= 4) & (abs(x - 20) <= 4)  # ... and the model painted a stretch of its lumen lesion
+    in_canal = np.where(canal, Label.LEFT_IAC, np.where(ball, Label.LOWER_JAWBONE, labels))
+    in_canal[stretch] = Label.PERIAPICAL_LESION
+    image[ball] = 1200.0
+    image[canal] = 300.0
+    assert _lesions(in_canal, image, scan) == {}
+
+
+def test_two_small_lesions_at_one_molar_are_each_reported_not_judged_as_one_long_piece():
+    labels, image, scan, (x, y, z) = _tooth_in_bone(fdi=36, width=20)
+    for centre in (12, 28):  # at the ends of the root: 8 mm apart, 2.5 mm across each
+        ball = (x - centre) ** 2 + (y - 15) ** 2 + (z - 27) ** 2 <= 6
+        labels[ball] = Label.PERIAPICAL_LESION
+        image[ball] = 300.0
+    assert list(_lesions(labels, image, scan)) == [36]
+
+
+def test_a_lesion_only_two_voxels_thick_is_reported():
+    labels, image, scan, _ = _tooth_in_bone()
+    small = (slice(19, 21), slice(14, 16), slice(26, 29))  # 1.6 x 1.6 x 2.4 mm at 0.8 mm: no core to open
+    labels[small] = Label.PERIAPICAL_LESION
+    image[small] = 300.0
+    assert list(_lesions(labels, image, scan, spacing=0.8)) == [35]
+
+
 def test_a_small_lower_incisor_is_measured_against_the_lower_incisors_not_the_upper_ones():
     phantom = generate_cbct(2001, "small")
     labels = _as_predicted(phantom.labels)
