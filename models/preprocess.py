@@ -81,7 +81,18 @@ def resample(
     if shape == array.shape and np.allclose(spacing, target):
         return array
     factors = [new / old for new, old in zip(shape, array.shape)]
+    if order > 0 and min(factors) < 1.0:
+        array = _anti_alias(array, factors)
     return ndimage.zoom(array, factors, order=order, mode="nearest", grid_mode=True)
+
+
+def _anti_alias(array: np.ndarray, factors: list[float]) -> np.ndarray:
+    """``array`` smoothed before it is shrunk by ``factors`` (new/old size per axis): a
+    Gaussian of sigma (1/factor - 1)/2 voxels on each shrunk axis (scikit-image's
+    choice), so each output voxel averages the source voxels it covers, as a scanner
+    with that voxel size would, instead of sampling a few of them."""
+    sigma = [max(0.0, (1.0 / f - 1.0) / 2.0) for f in factors]
+    return ndimage.gaussian_filter(array.astype(np.float32, copy=False), sigma, mode="nearest")
 
 
 def normalise(array: np.ndarray, intensity: IntensityWindow | IntensityPercentiles) -> np.ndarray:

@@ -32,7 +32,7 @@ from odontoscan.datasets.writers import atomic_file
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: images are smoothed before they are shrunk (models.preprocess.resample)
 SOURCES_FOR_TASK = {"cbct": ("phantom", "toothfairy2", "nifti_pairs"), "radiograph": ("phantom", "dentex")}
 
 

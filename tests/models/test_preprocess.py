@@ -37,6 +37,20 @@ def test_linear_resampling_of_a_ramp_stays_a_ramp():
     assert np.all(np.diff(out[0]) > 0)
 
 
+def test_shrinking_averages_fine_detail_instead_of_sampling_it():
+    """A 0.25 mm scan shrunk to 1 mm: one bright voxel in every four becomes their mean,
+    wherever the 1 mm grid happens to fall, so a scan re-encoded at another spacing
+    reaches the model looking the same."""
+    line = np.tile(np.array([0.0, 0.0, 0.0, 1000.0], dtype=np.float32), 20)
+    for shift in (0, 1, 2):
+        stripes = line[shift : shift + 64, None].repeat(8, axis=1)
+        out = resample(stripes, (0.25, 0.25), (1.0, 1.0))
+        assert out.shape == (16, 2)
+        np.testing.assert_allclose(out[2:-2], 250.0, atol=80.0)  # sampled: 0, 500 or 1000 by where the grid falls
+    labels = np.tile(np.array([0, 0, 0, 7], dtype=np.uint8), 16)[:, None].repeat(8, axis=1)
+    assert set(np.unique(resample(labels, (0.25, 0.25), (1.0, 1.0), order=0))) <= {0, 7}  # label maps are not smoothed
+
+
 def test_same_spacing_returns_the_input():
     image = np.ones((4, 4))
     assert resample(image, (1.0, 1.0), (1.0, 1.0)) is image
