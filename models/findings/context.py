@@ -216,6 +216,12 @@ class Piece:
         into[self.box] |= self.mask
         return into
 
+    def within(self, box: Box) -> np.ndarray:
+        """The piece as a mask of ``box``, a box of the whole mask that holds the piece's own."""
+        out = np.zeros(tuple(b.stop - b.start for b in box), dtype=bool)
+        out[tuple(slice(p.start - b.start, p.stop - b.start) for p, b in zip(self.box, box))] = self.mask
+        return out
+
 
 def components(mask: np.ndarray, min_voxels: int = 1, margin: int = 0) -> list[Piece]:
     """Connected pieces (full connectivity) of a mask with at least ``min_voxels`` voxels,

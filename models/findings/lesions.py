@@ -85,7 +85,7 @@ def labelled_findings(ctx: Context) -> list[Finding]:
             fdi = _apex_tooth(ctx, centre, tips) or _tooth_of(piece, labels, ctx.spacing)
             if kind is FindingKind.CARIES and not _callable_caries(ctx, fdi, piece, box):
                 continue
-            if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, piece.paste(np.zeros(labels.shape, dtype=bool)), box):
+            if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, piece, box):
                 continue  # judged piece by piece: two lesions on one tooth are not one elongated lesion
             piece.paste(by_tooth.setdefault(fdi, np.zeros(labels.shape, dtype=bool)))
         for fdi, mask in sorted(by_tooth.items(), key=lambda item: item[0] or 0):
@@ -93,8 +93,8 @@ def labelled_findings(ctx: Context) -> list[Finding]:
     return out
 
 
-def _callable_lesion(ctx: Context, fdi: int | None, mask: np.ndarray, box: tuple[slice, ...]) -> bool:
-    """Whether one periapical-lesion piece (mask of the crop ``box``) is one a reader would
+def _callable_lesion(ctx: Context, fdi: int | None, piece: Piece, box: tuple[slice, ...]) -> bool:
+    """Whether one periapical-lesion piece (of the crop ``box``) is one a reader would
     call: at a tooth and, in volumes, big enough (``MIN_LESION_MM3``), roundish
     (``MAX_LESION_ELONGATION``), in bone and not a stretch of the canal (less than
     ``LESION_CANAL_SHARE`` of the voxels within ``LESION_SHELL_MM`` around it are canal)
@@ -104,20 +104,20 @@ def _callable_lesion(ctx: Context, fdi: int | None, mask: np.ndarray, box: tuple
         return False
     if not ctx.volume:
         return True
-    volume = float(np.count_nonzero(mask)) * ctx.voxel_size()
+    volume = float(np.count_nonzero(piece.mask)) * ctx.voxel_size()
     if volume < MIN_LESION_MM3:
         return False
-    piece = np.pad(mask[measure.bounding_box(mask)], 1)
-    body = ndimage.binary_opening(piece)  # without the thin tails a lesion label may grow...
+    body = ndimage.binary_opening(piece.mask)  # without the thin tails a lesion label may grow...
     if not body.any():
-        body = piece  # ... unless the piece is all tail-thin: a small lesion a few voxels across
+        body = piece.mask  # ... unless the piece is all tail-thin: a small lesion a few voxels across
     ball = (6.0 * float(np.count_nonzero(body)) * ctx.voxel_size() / np.pi) ** (1.0 / 3.0)
     if measure.largest_diameter_mm(body, ctx.spacing) > MAX_LESION_ELONGATION * ball:
         return False
-    near = measure.bounding_box(mask, [int(np.ceil(LESION_SHELL_MM / s)) for s in ctx.spacing])
-    local = mask[near]
+    labels = ctx.labels[box]
+    near = grow_voxels(piece.box, [int(np.ceil(LESION_SHELL_MM / s)) for s in ctx.spacing], labels.shape)
+    local = piece.within(near)
     shell = (ndimage.distance_transform_edt(~local, sampling=ctx.spacing) <= LESION_SHELL_MM) & ~local
-    around = ctx.labels[box][near][shell]
+    around = labels[near][shell]
     bone = np.isin(around, (Label.UPPER_JAWBONE, Label.LOWER_JAWBONE))
     if not bone.any() or float(np.mean(np.isin(around, (Label.LEFT_IAC, Label.RIGHT_IAC)))) >= LESION_CANAL_SHARE:
         return False
@@ -216,9 +216,7 @@ def _tooth_of(piece: Piece, labels: np.ndarray, spacing: tuple[float, ...]) -> i
         return None
     distance, index = ndimage.distance_transform_edt(~teeth, sampling=spacing, return_indices=True)
     fdi = local[tuple(index)]
-    near = np.zeros(local.shape, dtype=bool)
-    near[tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(piece.box, reach))] = piece.mask
-    near &= distance <= SEARCH_MM
+    near = piece.within(reach) & (distance <= SEARCH_MM)
     if not near.any():
         return None
     return int(fdi[near][np.argmin(distance[near])])
