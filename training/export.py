@@ -4,8 +4,9 @@
 dynamic batch and spatial axes (the TorchScript exporter, ``dynamo=False``, which
 still works in torch 2.13 and handles MONAI's networks with ``dynamic_axes``), and
 checks parity with PyTorch on a preprocessed phantom patch: max |logit difference|
-<= 1e-3 and argmax Dice agreement >= 0.99, else :class:`ExportError` and nothing is
-written. Optionally an int8 QDQ copy is kept when its argmax agrees with fp32
+<= 1e-3 + 1e-4 x max |logit| (float32 rounding grows with the logits, which a
+well-trained network drives to ~100) and argmax Dice agreement >= 0.99, else
+:class:`ExportError` and nothing is written. Optionally an int8 QDQ copy is kept when its argmax agrees with fp32
 (Dice >= 0.95). The directory (model.onnx, model.json, MODEL_CARD.md) is written to
 a temp dir and moved into place, then logged to MLflow and registered under ``name``.
 """
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 MAX_ABS_DIFF = 1e-3
+MAX_REL_DIFF = 1e-4  # of the largest |logit|, as numpy.allclose's rtol
 MIN_DICE_AGREEMENT = 0.99
 MIN_INT8_AGREEMENT = 0.95
 DEFAULT_PARITY_SEED = 1000
@@ -66,6 +68,7 @@ class Parity(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_abs_diff: float
+    limit: float  # the largest max_abs_diff that passes: MAX_ABS_DIFF + MAX_REL_DIFF x max |reference logit|
     dice_agreement: float  # mean Dice of the two argmax maps over the labels present
     input_shape: list[int]
 
@@ -139,6 +142,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> Parity:
     """Max |difference| of two logit arrays [B, C, ...] and the Dice agreement of their argmax."""
     return Parity(
         max_abs_diff=float(np.max(np.abs(reference - candidate))),
+        limit=MAX_ABS_DIFF + MAX_REL_DIFF * float(np.max(np.abs(reference))),
         dice_agreement=mean_dice_agreement(np.argmax(reference, axis=1), np.argmax(candidate, axis=1)),
         input_shape=list(reference.shape[:1]) + [1] + list(reference.shape[2:]),
     )
@@ -263,7 +267,7 @@ def render_model_card(metadata: ModelMetadata, parity: Parity, int8: Int8Outcome
         "",
         "## Export checks",
         f"- ONNX opset {metadata.opset}, dynamic batch and spatial axes (sizes multiples of {metadata.size_multiple}).",
-        f"- Parity with PyTorch on a phantom patch {parity.input_shape}: max |logit diff| {parity.max_abs_diff:.2e}, "
+        f"- Parity with PyTorch on a phantom patch {parity.input_shape}: max |logit diff| {parity.max_abs_diff:.2e} (limit {parity.limit:.2e}), "
         f"argmax Dice agreement {parity.dice_agreement:.4f}.",
     ]
     if int8 is not None:
@@ -352,10 +356,10 @@ def export_model(
     session = _session(onnx_bytes)
     parity = compare(reference, session.run(None, {"image": sample})[0])
     log.info("parity with PyTorch: max |diff| %.2e, argmax Dice agreement %.4f", parity.max_abs_diff, parity.dice_agreement)
-    if not (parity.max_abs_diff <= MAX_ABS_DIFF and parity.dice_agreement >= MIN_DICE_AGREEMENT):
+    if not (parity.max_abs_diff <= parity.limit and parity.dice_agreement >= MIN_DICE_AGREEMENT):
         raise ExportError(
             f"ONNX export of '{name}' does not reproduce PyTorch on phantom {parity_seed}: max |logit diff| "
-            f"{parity.max_abs_diff:.2e} (limit {MAX_ABS_DIFF:g}), argmax Dice agreement {parity.dice_agreement:.4f} "
+            f"{parity.max_abs_diff:.2e} (limit {parity.limit:.2e}), argmax Dice agreement {parity.dice_agreement:.4f} "
             f"(limit {MIN_DICE_AGREEMENT}); nothing was written. Report this with the network config."
         )
 

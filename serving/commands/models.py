@@ -73,7 +73,7 @@ def export(
     )
     p = result.parity
     console.print(f"wrote {escape(result.metadata.model_key)} to {escape(str(result.out_dir))}")
-    console.print(f"parity with PyTorch: max |logit diff| {p.max_abs_diff:.2e}, argmax Dice agreement {p.dice_agreement:.4f}")
+    console.print(f"parity with PyTorch: max |logit diff| {p.max_abs_diff:.2e} (limit {p.limit:.2e}), argmax Dice agreement {p.dice_agreement:.4f}")
     if result.int8 is not None:
         console.print(f"int8: {'kept' if result.int8.kept else 'dropped'} ({escape(result.int8.reason)})")
     if result.registered_version is not None:
