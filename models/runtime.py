@@ -21,7 +21,7 @@ import numpy as np
 from odontoscan.datasets.errors import ConfigError, ModelError
 from odontoscan.datasets.labels import FDI_TEETH
 from odontoscan.models.metadata import ModelMetadata, read_model_dir, read_refiner
-from odontoscan.models.preprocess import preprocess, resample
+from odontoscan.models.preprocess import preprocess, resample_labels
 from odontoscan.models.refine import dental_region, merge_refined
 from odontoscan.models.sliding_window import blend_slabs
 from odontoscan.models.teeth import assign_tooth_sides, tidy_teeth
@@ -148,7 +148,7 @@ class OnnxModel:
         if postprocess and self.refiner is None:  # a refined map gets this in the merge
             labels = tidy_teeth(labels, model_spacing, self._tooth_numbers())
         if m.preprocess.spacing_mm is not None:
-            labels = resample(labels, m.preprocess.spacing_mm, tuple(spacing), order=0, shape=region.shape)
+            labels = resample_labels(labels, m.preprocess.spacing_mm, tuple(spacing), shape=region.shape)
         clock.lap("postprocess")
         if self.refiner is not None and postprocess:
             self._refine(region, tuple(spacing), labels, clock)
@@ -171,9 +171,9 @@ class OnnxModel:
         fine = fine_model._segment_preprocessed(image, fine_lut, overlap=0.25, batch_size=2)
         del image
         clock.lap("inference")
-        coarse = resample(labels[dental], spacing, fine_spacing, order=0, shape=fine.shape)
+        coarse = resample_labels(labels[dental], spacing, fine_spacing, shape=fine.shape)
         merged = merge_refined(coarse, fine, fine_spacing, self._tooth_numbers())
-        labels[dental] = resample(merged, fine_spacing, spacing, order=0, shape=labels[dental].shape)
+        labels[dental] = resample_labels(merged, fine_spacing, spacing, shape=labels[dental].shape)
         clock.lap("postprocess")
 
     def _tooth_numbers(self) -> list[int]:

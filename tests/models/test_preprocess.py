@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from pydantic import ValidationError
 
 from odontoscan.models.preprocess import (
@@ -11,6 +12,7 @@ from odontoscan.models.preprocess import (
     normalise,
     preprocess,
     resample,
+    resample_labels,
     resampled_shape,
 )
 
@@ -49,6 +51,40 @@ def test_shrinking_averages_fine_detail_instead_of_sampling_it():
         np.testing.assert_allclose(out[2:-2], 250.0, atol=80.0)  # sampled: 0, 500 or 1000 by where the grid falls
     labels = np.tile(np.array([0, 0, 0, 7], dtype=np.uint8), 16)[:, None].repeat(8, axis=1)
     assert set(np.unique(resample(labels, (0.25, 0.25), (1.0, 1.0), order=0))) <= {0, 7}  # label maps are not smoothed
+
+
+def _balls(spacing: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Two touching balls (ids 12 and 300, radius 4 mm) sampled at ``spacing`` mm."""
+    grid = (np.indices(shape).T + 0.5) * spacing
+    out = np.zeros(shape, dtype=np.uint16)
+    out[np.linalg.norm(grid - [10.0, 10.0, 6.0], axis=-1).T <= 4.0] = 12
+    out[np.linalg.norm(grid - [10.0, 10.0, 14.0], axis=-1).T <= 4.0] = 300
+    return out
+
+
+def test_enlarged_label_maps_follow_the_shape_between_coarse_voxels():
+    """A 0.6 mm map put on a 0.2 mm grid: boundaries run between the coarse voxels, so
+    each ball is closer to the true one than nearest-neighbour steps, and no id appears
+    that was not there."""
+    coarse, truth = _balls(0.6, (34, 34, 34)), _balls(0.2, (102, 102, 102))
+
+    def dice(a: np.ndarray, value: int) -> float:
+        return 2 * np.sum((a == value) & (truth == value)) / (np.sum(a == value) + np.sum(truth == value))
+
+    smooth = resample_labels(coarse, (0.6,) * 3, (0.2,) * 3, shape=truth.shape)
+    steps = resample(coarse, (0.6,) * 3, (0.2,) * 3, order=0, shape=truth.shape)
+    assert smooth.dtype == coarse.dtype and set(np.unique(smooth)) == {0, 12, 300}
+    for value in (12, 300):
+        assert dice(smooth, value) > dice(steps, value) + 0.01
+    inside = ndimage.binary_erosion(steps == 12, iterations=4)  # far from any boundary the two agree
+    assert np.all(smooth[inside] == 12)
+
+
+def test_label_maps_are_resampled_by_nearest_neighbour_when_shrunk_or_kept():
+    labels = _balls(0.6, (34, 34, 34))
+    assert resample_labels(labels, (0.6,) * 3, (0.6,) * 3) is labels
+    shrunk = resample_labels(labels, (0.6,) * 3, (1.0,) * 3)
+    assert np.array_equal(shrunk, resample(labels, (0.6,) * 3, (1.0,) * 3, order=0))
 
 
 def test_same_spacing_returns_the_input():
