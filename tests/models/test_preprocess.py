@@ -79,6 +79,28 @@ def test_enlarged_label_maps_follow_the_shape_between_coarse_voxels():
     inside = ndimage.binary_erosion(steps == 12, iterations=4)  # far from any boundary the two agree
     assert np.all(smooth[inside] == 12)
 
+@pytest.mark.parametrize("shapes", [[(6, 8), (9, 1)], [(7, 9, 5), (1, 6, 8), (12, 4, 3)]])
+def test_enlarged_labels_take_the_label_whose_interpolated_indicator_is_highest(shapes):
+    """Scored only where labels meet, the answer is still that of interpolating every
+    label's indicator everywhere (checked on speckled maps of 2D and 3D sizes, one axis
+    a single voxel thick, where the winner is clear); a tie goes to the lower id."""
+    rng = np.random.default_rng(len(shapes))
+    for shape in shapes:
+        ndim = len(shape)
+        labels = np.array([0, 3, 3, 17, 1041], dtype=np.uint16)[rng.integers(0, 5, shape)]
+        target = tuple(int(n * f) for n, f in zip(shape, (2.5, 3.0, 1.7)))
+        out = resample_labels(labels, (1.0,) * ndim, (0.5,) * ndim, shape=target)
+        centres = np.meshgrid(*[(np.arange(new) + 0.5) * old / new - 0.5 for old, new in zip(shape, target)], indexing="ij")
+        ids = np.unique(labels)
+        scores = np.stack([ndimage.map_coordinates((labels == i).astype(float), centres, order=1, mode="nearest") for i in ids])
+        ranked = np.sort(scores, axis=0)
+        clear = ranked[-1] - ranked[-2] > 1e-3
+        assert clear.mean() > 0.5
+        np.testing.assert_array_equal(out[clear], ids[np.argmax(scores, axis=0)][clear])
+    halves = np.array([[0, 5], [7, 5]], dtype=np.uint8)  # the middle of three columns is half and half
+    np.testing.assert_array_equal(resample_labels(halves, (1.0, 1.0), (1.0, 2 / 3), shape=(2, 3)), [[0, 0, 5], [7, 5, 5]])
+
+
 
 def test_label_maps_are_resampled_by_nearest_neighbour_when_shrunk_or_kept():
     labels = _balls(0.6, (34, 34, 34))
