@@ -7,9 +7,12 @@ pulp is the dark core of the tooth (grey value under ``PULP_FRACTION`` of the
 tooth's median), caries within ``NEAR_PULP_MM`` of it are "near_pulp", caries no
 deeper than ``ENAMEL_DEPTH_MM`` below the tooth surface are "enamel", the rest
 "dentin". A caries piece is reported only when it is on a tooth and radiolucent: its
-mean grey value below ``RADIOLUCENT_FRACTION`` of its tooth's median, but not darker
-than ``CARIES_DARKEST`` of it (that dark is soft tissue or air the model mistook for
-caries). In volumes it must also reach the tooth's outer surface, as caries grow
+mean grey value below ``RADIOLUCENT_FRACTION`` of its tooth's median, or (enamel
+caries: darker than the enamel around them, not than dentin) below
+``CARIES_RING_FRACTION`` of the median of its tooth within ``CARIES_RING_VOXELS``
+around it; but not darker than ``CARIES_DARKEST`` of the tooth's median, nor its
+darker quarter than ``CARIES_AIR`` of it (that dark is soft tissue or air the model
+mistook for caries). In volumes it must also reach the tooth's outer surface, as caries grow
 inward from the enamel: at least ``CARIES_SURFACE_SHARE`` of the voxels around it lie
 outside the tooth (a dark spot enclosed in the tooth is its pulp), and at most
 ``CARIES_OFF_TOOTH_SHARE`` (a piece mostly off the tooth is not on it). On radiographs
@@ -62,6 +65,9 @@ METAL_GREY = 3500.0  # restorations at least this bright (median) are metallic (
 ENAMEL_DEPTH_MM = 1.5
 RADIOLUCENT_FRACTION = 0.9
 CARIES_DARKEST = 0.45  # partial volume with air at the surface makes small cavities darker than dentin
+CARIES_AIR = 0.35  # ... but a piece whose darker quarter is darker than this is mostly air or soft tissue
+CARIES_RING_FRACTION = 0.85  # enamel caries: darker than the tooth within CARIES_RING_VOXELS around it
+CARIES_RING_VOXELS = 2
 CARIES_SURFACE_SHARE = 0.05
 CARIES_OFF_TOOTH_SHARE = 0.8
 
@@ -75,7 +81,7 @@ def labelled_findings(ctx: Context) -> list[Finding]:
             continue
         labels = ctx.labels[box]
         min_voxels = max(1, int(np.ceil(MIN_SIZE_MM3 / ctx.voxel_size())))
-        pieces = components(labels == label, min_voxels, margin=1)
+        pieces = components(labels == label, min_voxels, margin=CARIES_RING_VOXELS)
         if not pieces:
             continue
         tips = _root_tips(ctx) if kind is FindingKind.PERIAPICAL_LESION else {}
@@ -131,7 +137,7 @@ def _callable_lesion(ctx: Context, fdi: int | None, piece: Piece, box: tuple[sli
 
 
 def _callable_caries(ctx: Context, fdi: int | None, piece: Piece, box: tuple[slice, ...]) -> bool:
-    """Whether a caries piece (of the crop ``box``, with a one-voxel margin) is on a
+    """Whether a caries piece (of the crop ``box``, with a ``CARIES_RING_VOXELS`` margin) is on a
     tooth, at its surface (volumes) and radiolucent (see the module docstring); without
     an image the grey value is not checked."""
     if fdi is None:
@@ -148,8 +154,14 @@ def _callable_caries(ctx: Context, fdi: int | None, piece: Piece, box: tuple[sli
         return True
     image = ctx.image[box]
     sound = float(np.median(image[tooth]))
-    grey = float(np.mean(image[piece.box][piece.mask]))
-    return CARIES_DARKEST * sound <= grey < RADIOLUCENT_FRACTION * sound
+    grey = image[piece.box][piece.mask]
+    mean = float(np.mean(grey))
+    if mean < CARIES_DARKEST * sound or float(np.percentile(grey, 25)) < CARIES_AIR * sound:
+        return False
+    if mean < RADIOLUCENT_FRACTION * sound:
+        return True
+    around = ndimage.binary_dilation(piece.mask, iterations=CARIES_RING_VOXELS) & ~piece.mask & (labels[piece.box] == fdi)
+    return bool(around.any()) and mean < CARIES_RING_FRACTION * float(np.median(image[piece.box][around]))
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,25 @@ def test_caries_labels_as_bright_as_sound_tooth_or_as_dark_as_pulp_are_not_repor
     assert not _caries_on_block(labels, image)
 
 
+def test_enamel_caries_darker_than_the_enamel_around_them_but_not_than_dentin_are_reported():
+    labels, image = _tooth_block(2)
+    image[46:50, 10:50, 10:50] = 2800.0  # a 2 mm enamel cap on the +x face
+    image[labels == Label.CARIES] = 1850.0  # darker than enamel, as bright as the tooth's median (dentin)
+    caries = _caries_on_block(labels, image)
+    assert len(caries) == 1 and caries[0].fdi == 36 and caries[0].grade == "enamel"
+
+
+def test_caries_labels_whose_darker_part_is_air_are_not_reported():
+    """A label spilling out of the crown into air: its mean still looks like a cavity
+    (half the tooth's grey value) but its outer three voxels are air."""
+    labels, image = _tooth_block(8)
+    image[47:50, 28:32, 28:32] = 100.0
+    image[42:47, 28:32, 28:32] = 1300.0
+    assert not _caries_on_block(labels, image)
+    image[47:50, 28:32, 28:32] = 900.0  # the same cavity without the air
+    assert len(_caries_on_block(labels, image)) == 1
+
+
 def test_caries_labels_off_every_tooth_are_not_reported():
     labels, image = _tooth_block(8)
     labels[labels == Label.CARIES] = 36
