@@ -79,6 +79,7 @@ def test_enlarged_label_maps_follow_the_shape_between_coarse_voxels():
     inside = ndimage.binary_erosion(steps == 12, iterations=4)  # far from any boundary the two agree
     assert np.all(smooth[inside] == 12)
 
+
 @pytest.mark.parametrize("shapes", [[(6, 8), (9, 1)], [(7, 9, 5), (1, 6, 8), (12, 4, 3)]])
 def test_enlarged_labels_take_the_label_whose_interpolated_indicator_is_highest(shapes):
     """Scored only where labels meet, the answer is still that of interpolating every
@@ -99,7 +100,6 @@ def test_enlarged_labels_take_the_label_whose_interpolated_indicator_is_highest(
         np.testing.assert_array_equal(out[clear], ids[np.argmax(scores, axis=0)][clear])
     halves = np.array([[0, 5], [7, 5]], dtype=np.uint8)  # the middle of three columns is half and half
     np.testing.assert_array_equal(resample_labels(halves, (1.0, 1.0), (1.0, 2 / 3), shape=(2, 3)), [[0, 0, 5], [7, 5, 5]])
-
 
 
 def test_label_maps_are_resampled_by_nearest_neighbour_when_shrunk_or_kept():
