@@ -31,12 +31,14 @@ Torch-free (numpy + scipy).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import numpy as np
 from scipy import ndimage
 
-from odontoscan.datasets.labels import FDI_TEETH, TOOTH_CONTACT, Label
+from odontoscan.datasets.labels import FDI_TEETH, TOOTH_CONTACT, Label, is_upper
+from odontoscan.datasets.panoramic import arch_from_labels, tooth_centroids
+from odontoscan.models.numbering import ToothPiece, arch_position, number_along_arch
 from odontoscan.models.teeth import tidy_teeth
 
 Box = tuple[slice, ...]
@@ -60,6 +62,9 @@ WHOLE_TOOTH_SHARE = 0.5  # a piece holding this share of a number's voxels holds
 CORE_EROSION = 2  # voxels peeled off the teeth before cutting them into pieces
 THIN_CORE_SHARE = 0.05  # a separate tooth part keeping less than this share of its voxels when peeled is not peeled...
 THIN_PART_MIN_MM3 = 20.0  # ... if it is this big (a crowned stump: 50-150 mm^3)
+CROWNED_SHARE = 0.3  # crown voxels around a piece, per voxel of the piece: a stump under a crown (its neighbours: < 0.15)
+CROWN_REACH_MM = 2.0  # crown or bridge voxels this close to a tooth are its crown (they count for its extent along the arch)
+ARC_SAMPLES = 500  # voxels of a piece projected onto the arch to find its extent
 _LOWER_LEFT, _LOWER_RIGHT = 3, 4  # FDI quadrants of the patient's lower left / right
 
 
@@ -88,7 +93,7 @@ def merge_refined(
     tooth, contact, canal = fine == TOOTH, fine == TOOTH_CONTACT, fine == CANAL
     coarse_teeth = np.isin(coarse, FDI_TEETH)
     if (tooth.any() or contact.any()) and coarse_teeth.any():
-        numbers = _number_teeth(coarse, coarse_teeth, tooth, contact, spacing)
+        numbers = _number_teeth(coarse, coarse_teeth, tooth, contact, np.isin(fine, (Label.CROWN, Label.BRIDGE)), spacing)
         out[tooth | contact] = numbers[tooth | contact]
     if canal.any():
         out[canal] = _canal_sides(coarse, canal, spacing)[canal]
@@ -96,7 +101,12 @@ def merge_refined(
 
 
 def _number_teeth(
-    coarse: np.ndarray, coarse_teeth: np.ndarray, tooth: np.ndarray, contact: np.ndarray, spacing: tuple[float, ...]
+    coarse: np.ndarray,
+    coarse_teeth: np.ndarray,
+    tooth: np.ndarray,
+    contact: np.ndarray,
+    crown: np.ndarray,
+    spacing: tuple[float, ...],
 ) -> np.ndarray:
     """FDI numbers for the fine ``tooth`` and ``contact`` voxels (0 elsewhere), as the
     module docstring describes."""
@@ -114,20 +124,64 @@ def _number_teeth(
     core |= thin[parts]
     if not core.any():
         return numbers
-    pieces, count = ndimage.label(core)
-    piece, number = pieces[core], nearest[core].astype(np.intp)
-    votes = np.zeros((count + 1, int(number.max()) + 1), dtype=np.int64)
-    np.add.at(votes, (piece, number), 1)
-    share = votes / np.maximum(votes.sum(axis=0, keepdims=True), 1)  # of each number's voxels
-    top = votes.argmax(axis=1)
-    others = share.copy()
-    others[np.arange(count + 1), top] = 0
-    whole = np.where(others.max(axis=1) < WHOLE_TOOTH_SHARE, top, 0)
-    whole[0] = 0
-    assigned = whole[pieces]
-    numbers = np.where(assigned > 0, assigned, numbers).astype(coarse.dtype)
-    rim = teeth & ~core
-    return np.where(rim, _nearest(numbers, core, spacing, where=rim), numbers)
+    upper_core = core & (nearest // 10 <= 2)  # the coarse model tells the jaws apart well: a piece stays in one
+    pieces, count = ndimage.label(upper_core)
+    lower, _ = ndimage.label(core & ~upper_core)
+    pieces = np.where(lower > 0, lower + count, pieces)
+    count = int(pieces.max())
+    capped = crown & (ndimage.distance_transform_edt(~teeth, sampling=spacing) <= CROWN_REACH_MM) if crown.any() else crown
+    owner = np.where(teeth | capped, _nearest(pieces, core, spacing, where=teeth | capped), 0)  # contact and peeled voxels join the nearest piece
+    along = _along_arch(numbers, spacing)
+    votes = np.zeros((count + 1, 49))
+    np.add.at(votes, (pieces[core], nearest[core].astype(np.intp)), 1.0)
+    votes /= np.maximum(votes.sum(axis=1, keepdims=True), 1.0)
+    crown_share = np.bincount(owner[capped], minlength=count + 1) / np.maximum(np.bincount(owner[teeth], minlength=count + 1), 1)
+    crowned = crown_share >= CROWNED_SHARE
+    boxes = ndimage.find_objects(owner)
+    voxel = float(np.prod(spacing))
+    jaws: dict[bool, list[tuple[int, ToothPiece]]] = {True: [], False: []}
+    for i, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        index = np.argwhere(owner[box] == i) + [s.start for s in box]  # with its crown
+        step = max(1, len(index) // ARC_SAMPLES)
+        arc = along(index[::step] * np.asarray(spacing))
+        piece_votes = {int(f): float(votes[i, f]) for f in np.flatnonzero(votes[i])}
+        upper = sum(v for f, v in piece_votes.items() if is_upper(f)) >= 0.5
+        span = (float(np.percentile(arc, 5)), float(np.percentile(arc, 95)))
+        volume = np.count_nonzero(teeth[box] & (owner[box] == i)) * voxel
+        jaws[upper].append((i, ToothPiece(piece_votes, volume, span, bool(crowned[i]))))
+    for upper, members in jaws.items():
+        assigned = number_along_arch([piece for _, piece in members], upper)
+        for (i, _), numbering in zip(members, assigned):
+            box = boxes[i - 1]
+            region = teeth[box] & (owner[box] == i)
+            if numbering.cut_mm is None:
+                numbers[box][region] = numbering.numbers[0]
+                continue
+            index = np.argwhere(region) + [s.start for s in box]
+            chunks = np.array_split(index, max(1, len(index) // ARC_SAMPLES))
+            numbers[tuple(index.T)] = numbering.at(np.concatenate([along(c * np.asarray(spacing)) for c in chunks]))
+    return numbers
+
+
+def _along_arch(numbers: np.ndarray, spacing: tuple[float, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """Position (mm, patient's right -> left) along the dental arch of points (N, 3) in mm:
+    on the arch fitted through the teeth of ``numbers``, or, with too few teeth for an
+    arch (a small field of view), on the line through them, pointing the way the tooth
+    numbers run."""
+    try:
+        return arch_from_labels(numbers, spacing).project
+    except ValueError:
+        pass
+    centroids = tooth_centroids(numbers, spacing)
+    points = np.stack([c for c, _ in centroids.values()])
+    centre = points.mean(axis=0)
+    axis = np.linalg.svd(points - centre)[2][0] if len(points) > 1 else np.array([-1.0, 0.0, 0.0])
+    order = [arch_position(fdi) for fdi in centroids]
+    if len(points) > 1 and np.corrcoef((points - centre) @ axis, order)[0, 1] < 0:
+        axis = -axis
+    return lambda p: (np.asarray(p, dtype=float) - centre) @ axis
 
 
 def _canal_sides(coarse: np.ndarray, canal: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:

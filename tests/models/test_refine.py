@@ -33,45 +33,45 @@ def test_fine_teeth_take_the_number_of_the_nearest_coarse_tooth():
 
 
 def _touching_row() -> tuple[np.ndarray, np.ndarray]:
-    """Three touching lower teeth 44 | 45 | 46 (8 voxels wide each along x) as a refiner
-    with the contact class draws them, and a coarse map whose boundaries sit 2 voxels
-    too far towards 44."""
-    fine = np.zeros((40, 16, 16), np.uint8)
-    fine[4:28, 4:12, 4:12] = 11
-    fine[11:13, 4:12, 4:12] = TOOTH_CONTACT  # 44 | 45 at x = 12
-    fine[19:21, 4:12, 4:12] = TOOTH_CONTACT  # 45 | 46 at x = 20
+    """Three touching lower teeth 44 | 45 | 46 (7, 7 and 11 mm wide along x at 0.5 mm
+    voxels) as a refiner with the contact class draws them, and a coarse map whose
+    boundaries sit 2 voxels too far towards 44."""
+    fine = np.zeros((80, 16, 16), np.uint8)
+    fine[4:54, 4:12, 4:12] = 11
+    fine[17:19, 4:12, 4:12] = TOOTH_CONTACT  # 44 | 45 at x = 18
+    fine[31:33, 4:12, 4:12] = TOOTH_CONTACT  # 45 | 46 at x = 32
     coarse = np.zeros_like(fine)
-    coarse[4:10, 4:12, 4:12], coarse[10:18, 4:12, 4:12], coarse[18:28, 4:12, 4:12] = 44, 45, 46
+    coarse[4:16, 4:12, 4:12], coarse[16:30, 4:12, 4:12], coarse[30:54, 4:12, 4:12] = 44, 45, 46
     return coarse, fine
 
 
 def test_teeth_cut_apart_at_their_contacts_take_the_number_most_of_them_got():
     coarse, fine = _touching_row()
     merged = merge_refined(coarse, fine, SPACING)
-    assert (merged[4:12, 4:12, 4:12] == 44).all()
-    assert (merged[12:20, 4:12, 4:12] == 45).all()
-    assert (merged[20:28, 4:12, 4:12] == 46).all()
+    assert (merged[4:18, 4:12, 4:12] == 44).all()
+    assert (merged[18:32, 4:12, 4:12] == 45).all()
+    assert (merged[32:54, 4:12, 4:12] == 46).all()
 
 
 def test_a_thin_tooth_part_the_peeling_would_wipe_out_keeps_its_own_number():
     coarse, fine = _touching_row()
-    fine[30:33, 4:12, 4:12] = 11  # a crowned stump beyond 46: 3 voxels thin (24 mm^3), not touching it
-    coarse[29:34, 4:12, 4:12] = 47
-    fine[35:37, 6:8, 6:8], coarse[35:37, 6:8, 6:8] = 11, 48  # a speck the coarse model called 48
+    fine[56:74, 4:12, 4:7] = 11  # a crowned stump of 47 beyond 46: 3 voxels thin (54 mm^3), not touching it
+    coarse[56:74, 4:12, 3:8] = 47
+    fine[76:78, 6:8, 6:8], coarse[76:78, 6:8, 6:8] = 11, 48  # a speck the coarse model called 48
     merged = merge_refined(coarse, fine, SPACING)
-    assert (merged[30:33, 4:12, 4:12] == 47).all()  # not 46, whose peeled core is nearest
-    assert (merged[20:28, 4:12, 4:12] == 46).all()
-    assert (merged[35:37, 6:8, 6:8] == 47).all()  # a speck joins its nearest piece: no stray 48
+    assert (merged[56:74, 4:12, 4:7] == 47).all()  # not 46, whose peeled core is nearest
+    assert (merged[32:54, 4:12, 4:12] == 46).all()
+    assert (merged[76:78, 6:8, 6:8] == 47).all()  # a speck joins its nearest piece: no stray 48
 
 
-def test_teeth_the_contacts_do_not_separate_keep_the_voxelwise_numbers():
+def test_two_teeth_the_contacts_do_not_separate_are_split_between_their_numbers():
     coarse, fine = _touching_row()
     fine[fine == TOOTH_CONTACT] = 11
-    fine[19:21, 4:12, 4:12] = TOOTH_CONTACT  # only 45 | 46 drawn: 44 and 45 stay one piece
+    fine[31:33, 4:12, 4:12] = TOOTH_CONTACT  # only 45 | 46 drawn: 44 and 45 stay one piece
     merged = merge_refined(coarse, fine, SPACING)
-    assert (merged[4:10, 4:12, 4:12] == 44).all()  # as the coarse model said, not all 45
-    assert (merged[12:18, 4:12, 4:12] == 45).all()
-    assert (merged[21:28, 4:12, 4:12] == 46).all()
+    assert (merged[4:17, 4:12, 4:12] == 44).all()  # two premolars' width: not all 45
+    assert (merged[19:31, 4:12, 4:12] == 45).all()
+    assert (merged[33:54, 4:12, 4:12] == 46).all()
 
 
 def test_coarse_tooth_voxels_the_fine_model_rejects_become_the_nearest_other_structure():

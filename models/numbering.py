@@ -1,0 +1,307 @@
+"""Tooth numbers for the teeth of one jaw, read as a sequence along the dental arch.
+
+A segmentation network numbers each voxel from what it sees nearby, so next to a gap
+it may call every tooth of a quadrant by its neighbour's number (a missing 44: 45
+becomes 44, 43 becomes 42 ...), and a tooth that falls apart into two pieces (thin
+walls around a root-canal filling) may get two numbers. Counting along the arch
+settles both: teeth stand side by side from the midline to the back, a missing
+tooth leaves a gap about as wide as the tooth, and each tooth type has its size.
+
+:func:`number_along_arch` takes the tooth pieces of one jaw (what the network voted
+for each, its volume and its extent along the arch) and picks the numbering that
+costs least, by dynamic programming over the 16 positions of the jaw in arch order
+(patient's right to left: 18 ... 11, 21 ... 28; 48 ... 41, 31 ... 38):
+
+* each piece takes one position, or two neighbouring pieces share one (a tooth in
+  pieces), or one piece takes two positions (two teeth the cut missed);
+* cost: how few of the piece's voxels the network gave that number
+  (``-log share``), how far its volume is from the position's tooth type (textbook
+  sizes scaled to this patient), and, between neighbours, how far the gap between
+  them is from the width of the positions skipped (none skipped: about no gap).
+
+Torch-free (numpy only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from odontoscan.datasets.phantom.anatomy import size_of  # textbook (Wheeler's) tooth sizes
+
+UPPER_ORDER: tuple[int, ...] = (*range(18, 10, -1), *range(21, 29))  # patient's right -> left
+LOWER_ORDER: tuple[int, ...] = (*range(48, 40, -1), *range(31, 39))
+VOTE_WEIGHT = 2.0  # cost of a position one away from the one the network voted for...
+VOTE_CAP = 3.0  # ... up to this many positions away
+VOLUME_SIGMA = 0.6  # spread of log(volume / expected volume) of a tooth
+WIDTH_SIGMA_MM = 2.0  # spread of a tooth's extent along the arch around its type's width
+GAP_SIGMA_MM = 2.5  # spread of a gap around the width of the teeth missing there
+GAP_COST_CAP = 8.0  # a gap never costs more than this (spaces close after extractions)
+SPLIT_COST = 3.0  # extra cost of one tooth in two pieces
+JOIN_COST = 1.0  # extra cost of two teeth in one piece
+MINOR_SHARE = 0.3  # a tooth smaller than this share of the smallest tooth type is a leftover
+GROUP_GAP_MM = 1.0  # pieces of one number this close along the arch are one tooth
+SIZEABLE_SHARE = 0.1  # of the jaw's largest piece: smaller pieces join a tooth, never link two
+OVERLAP_SHARE = 0.6  # pieces overlapping along the arch by this share of the shorter are one tooth
+MIN_EXTENT_MM = 0.5  # the shortest extent a piece counts with
+MIN_TOOTH_EXTENT_MM = 2.0  # a tooth is at least this long along the arch
+EXTENT_SHARE = 0.25  # of its largest piece: smaller pieces of a tooth do not count for its extent
+CONFIDENT_SHARE = 0.6  # pieces voted this clearly for one number set this patient's scale
+
+
+@dataclass(frozen=True)
+class ToothPiece:
+    """One connected piece of tooth in one jaw.
+
+    Attributes:
+        votes: FDI number -> share of the piece's voxels the network gave it.
+        volume_mm3: the piece's volume.
+        arc_mm: (start, end) of the piece along the arch (mm, patient's right -> left).
+        crowned: whether a crown sits on it (a stump: smaller than its type).
+    """
+
+    votes: Mapping[int, float]
+    volume_mm3: float
+    arc_mm: tuple[float, float]
+    crowned: bool = False
+
+    @property
+    def centre_mm(self) -> float:
+        return 0.5 * (self.arc_mm[0] + self.arc_mm[1])
+
+
+def arch_position(fdi: int) -> int:
+    """Index (0-15) of a tooth's position in its jaw, from the patient's right to the left."""
+    return (UPPER_ORDER if fdi // 10 in (1, 2) else LOWER_ORDER).index(fdi)
+
+
+def expected_volume(fdi: int) -> float:
+    """Relative volume of a tooth type (crown box plus half a root box, textbook sizes)."""
+    size = size_of(fdi)
+    return size.width * size.depth * (size.crown + 0.5 * size.root)
+
+
+@dataclass(frozen=True)
+class Numbering:
+    """The number(s) a piece gets: one, or two teeth the cut missed, split at ``cut_mm``
+    along the arch (``numbers[0]`` before it, ``numbers[1]`` after)."""
+
+    numbers: tuple[int, ...]
+    cut_mm: float | None = None
+
+    def at(self, arc_mm: np.ndarray) -> np.ndarray:
+        """The number at each of positions ``arc_mm`` along the arch."""
+        if self.cut_mm is None:
+            return np.full(np.shape(arc_mm), self.numbers[0])
+        return np.where(np.asarray(arc_mm) < self.cut_mm, self.numbers[0], self.numbers[1])
+
+
+def number_along_arch(pieces: Sequence[ToothPiece], upper: bool) -> list[Numbering]:
+    """The numbering of each piece of one jaw (same order as ``pieces``). See the module
+    docstring.
+
+    Pieces the network gave the same number and that follow each other along the arch
+    count as one tooth; a tooth below ``MINOR_SHARE`` of the smallest tooth type takes
+    the number of the tooth it lies against, and so does one shorter along the arch than
+    ``MIN_TOOTH_EXTENT_MM`` (off the end of the arch: a stray piece behind the last molar)."""
+    if not pieces:
+        return []
+    order = UPPER_ORDER if upper else LOWER_ORDER
+    groups = _group(pieces)
+    teeth = [_merge([pieces[i] for i in g]) for g in groups]
+    width_scale, volume_scale = _patient_scale(teeth)
+    smallest = min(expected_volume(f) for f in order) * volume_scale
+    major = [k for k, t in enumerate(teeth) if t.volume_mm3 >= MINOR_SHARE * smallest and _extent(t) >= MIN_TOOTH_EXTENT_MM]
+    numbers = _Costs([teeth[k] for k in major], order, width_scale, volume_scale).best() if major else None
+    if numbers is None:  # no numbering fits (more teeth than positions): the network's votes
+        return [Numbering((_top(p),)) for p in pieces]
+    by_tooth = {k: _numbering(teeth[k], fdis) for k, fdis in zip(major, numbers)}
+    centres = np.array([teeth[k].centre_mm for k in major])
+    out: list[Numbering] = [Numbering(())] * len(pieces)
+    for k, group in enumerate(groups):
+        nearest = major[int(np.argmin(np.abs(centres - teeth[k].centre_mm)))]
+        for i in group:
+            out[i] = by_tooth.get(k, by_tooth[nearest])  # a leftover takes its neighbour's
+    return out
+
+
+def _numbering(tooth: ToothPiece, numbers: tuple[int, ...]) -> Numbering:
+    """Numbering of one tooth; two numbers split its extent in the ratio of their widths."""
+    if len(numbers) == 1:
+        return Numbering(numbers)
+    first, second = (size_of(f).width for f in numbers)
+    start, end = tooth.arc_mm
+    return Numbering(numbers, start + (end - start) * first / (first + second))
+
+
+def _top(piece: ToothPiece) -> int:
+    return max(piece.votes.items(), key=lambda kv: kv[1], default=(0, 0.0))[0]
+
+
+def _group(pieces: Sequence[ToothPiece]) -> list[list[int]]:
+    """Indices of the pieces of each tooth, teeth in arch order.
+
+    Pieces the network gave the same number and that follow each other along the arch
+    (extents within ``GROUP_GAP_MM``) are one tooth. So are two such teeth at the same
+    place along the arch (extents overlapping by ``OVERLAP_SHARE`` of the shorter: a
+    crown and its root, two walls of one tooth) when both are sizeable (at least
+    ``SIZEABLE_SHARE`` of the largest); a smaller one joins the sizeable tooth it
+    overlaps most, so that a sliver never links two teeth."""
+    groups: list[list[int]] = []
+    for fdi in sorted({_top(p) for p in pieces}):
+        members = sorted((i for i, p in enumerate(pieces) if _top(p) == fdi), key=lambda i: pieces[i].arc_mm[0])
+        end = -np.inf
+        for i in members:
+            if pieces[i].arc_mm[0] > end + GROUP_GAP_MM:
+                groups.append([])
+            groups[-1].append(i)
+            end = max(end, pieces[i].arc_mm[1])
+    teeth = [_merge([pieces[i] for i in g]) for g in groups]
+    largest = max(t.volume_mm3 for t in teeth)
+    sizeable = [k for k, t in enumerate(teeth) if t.volume_mm3 >= SIZEABLE_SHARE * largest]
+    parent = list(range(len(groups)))
+
+    def root(k: int) -> int:
+        while parent[k] != k:
+            k = parent[k]
+        return k
+
+    for n, k in enumerate(sizeable):
+        for j in sizeable[:n]:
+            if _overlap(teeth[k], teeth[j]) >= OVERLAP_SHARE * min(_extent(teeth[k]), _extent(teeth[j])):
+                parent[root(k)] = root(j)
+    for k, tooth in enumerate(teeth):
+        if k not in sizeable and sizeable:
+            j = max(sizeable, key=lambda j: _overlap(tooth, teeth[j]))
+            if _overlap(tooth, teeth[j]) >= OVERLAP_SHARE * _extent(tooth):
+                parent[k] = root(j)
+    joined: dict[int, list[int]] = {}
+    for k, group in enumerate(groups):
+        joined.setdefault(root(k), []).extend(group)
+    return sorted(joined.values(), key=lambda g: _merge([pieces[i] for i in g]).centre_mm)
+
+
+def _extent(piece: ToothPiece) -> float:
+    return max(piece.arc_mm[1] - piece.arc_mm[0], MIN_EXTENT_MM)
+
+
+def _overlap(a: ToothPiece, b: ToothPiece) -> float:
+    """Overlap (mm) of two pieces' extents along the arch; negative: the gap between them."""
+    return min(a.arc_mm[1], b.arc_mm[1]) - max(a.arc_mm[0], b.arc_mm[0])
+
+
+def _merge(group: Sequence[ToothPiece]) -> ToothPiece:
+    """One piece standing for several: volume-weighted votes, summed volume, joint extent
+    of the sizeable ones (a sliver off to one side does not widen the tooth)."""
+    total = sum(p.volume_mm3 for p in group)
+    votes: dict[int, float] = {}
+    for p in group:
+        for fdi, share in p.votes.items():
+            votes[fdi] = votes.get(fdi, 0.0) + share * p.volume_mm3 / max(total, 1e-9)
+    sizeable = [p for p in group if p.volume_mm3 >= EXTENT_SHARE * max(q.volume_mm3 for q in group)]
+    start, end = min(p.arc_mm[0] for p in sizeable), max(p.arc_mm[1] for p in sizeable)
+    return ToothPiece(votes, total, (start, end), any(p.crowned for p in group))
+
+
+def _patient_scale(pieces: Sequence[ToothPiece]) -> tuple[float, float]:
+    """(width, volume) scale of this patient's teeth against the textbook sizes, from
+    the pieces the network numbered clearly (1.0 when there are none)."""
+    widths, volumes = [], []
+    for piece in pieces:
+        fdi, share = max(piece.votes.items(), key=lambda kv: kv[1], default=(0, 0.0))
+        if share >= CONFIDENT_SHARE and not piece.crowned:
+            widths.append((piece.arc_mm[1] - piece.arc_mm[0]) / size_of(fdi).width)
+            volumes.append(piece.volume_mm3 / expected_volume(fdi))
+    if not widths:
+        return 1.0, 1.0
+    return float(np.median(widths)), float(np.median(volumes))
+
+
+class _Costs:
+    """The dynamic programme of :func:`number_along_arch` over pieces in arch order."""
+
+    def __init__(self, pieces: Sequence[ToothPiece], order: tuple[int, ...], width_scale: float, volume_scale: float):
+        self.pieces, self.order = pieces, order
+        self.slot_of = {fdi: slot for slot, fdi in enumerate(order)}
+        self.widths = np.array([size_of(f).width for f in order]) * width_scale
+        self.volumes = np.array([expected_volume(f) for f in order]) * volume_scale
+
+    def _unit(self, first: int, last: int, slots: tuple[int, ...]) -> float:
+        """Cost of pieces ``first..last`` (inclusive) holding the positions ``slots``."""
+        group = self.pieces[first : last + 1]
+        total = sum(p.volume_mm3 for p in group)
+        cost = 0.0
+        for piece in group:  # positions away from the voted ones, weighted by votes
+            for fdi, share in piece.votes.items():
+                if fdi in self.slot_of:
+                    away = min(abs(self.slot_of[fdi] - s) for s in slots)
+                    cost += VOTE_WEIGHT * min(away, VOTE_CAP) * share * piece.volume_mm3 / max(total, 1e-9)
+        ratio = np.log(max(total, 1e-9) / float(self.volumes[list(slots)].sum()))
+        crowned = any(p.crowned for p in group)
+        if not (ratio < 0 and crowned):  # a stump under a crown may be small
+            cost += 0.5 * (ratio / VOLUME_SIGMA) ** 2
+        extent = group[-1].arc_mm[1] - group[0].arc_mm[0]
+        if not crowned:  # a crown's width is not the stump's
+            cost += 0.5 * ((extent - float(self.widths[list(slots)].sum())) / WIDTH_SIGMA_MM) ** 2
+        if last > first:
+            cost += SPLIT_COST
+        if len(slots) > 1:
+            cost += JOIN_COST
+        return float(cost)
+
+    def _gap(self, before: int, after: int, last_slot: int, next_slot: int) -> float:
+        """Cost of the gap between piece ``before`` and piece ``after`` when the
+        positions between ``last_slot`` and ``next_slot`` are left empty (neighbours may
+        overlap along the arch: crowding, tilted roots)."""
+        gap = self.pieces[after].arc_mm[0] - self.pieces[before].arc_mm[1]
+        expected = float(self.widths[last_slot + 1 : next_slot].sum())
+        if self.order[last_slot] % 10 == 8 or self.order[next_slot] % 10 == 8:
+            gap = min(gap, expected)  # third molars often stand apart (impacted, erupting)
+        elif expected == 0.0:
+            gap = max(gap, 0.0)
+        return min(0.5 * ((gap - expected) / GAP_SIGMA_MM) ** 2, GAP_COST_CAP)
+
+    def best(self) -> list[tuple[int, ...]] | None:
+        n, m = len(self.pieces), len(self.order)
+        # best[k][s]: least cost of numbering pieces 0..k-1 with the last unit ending at slot s
+        best = np.full((n + 1, m), np.inf)
+        back: dict[tuple[int, int], tuple[int, int, tuple[int, ...]]] = {}
+        units = [(1, 1), (2, 1), (1, 2)]  # (pieces, slots) a unit takes
+        for k in range(n):
+            for taken, width in units:
+                end = k + taken
+                if end > n:
+                    continue
+                if taken > 1 and any(p.crowned for p in self.pieces[k:end]):
+                    continue  # a crown caps one whole tooth
+                for start_slot in range(m - width + 1):
+                    slots = tuple(range(start_slot, start_slot + width))
+                    cost = self._unit(k, end - 1, slots)
+                    if k == 0:
+                        total, prev = cost, -1
+                    else:
+                        options = [
+                            (best[k][s] + self._gap(k - 1, k, s, start_slot), s) for s in range(start_slot) if np.isfinite(best[k][s])
+                        ]
+                        if not options:
+                            continue
+                        total, prev = min(options)
+                        total += cost
+                    if total < best[end][slots[-1]]:
+                        best[end][slots[-1]] = total
+                        back[(end, slots[-1])] = (k, prev, slots)
+        if not np.isfinite(best[n]).any():
+            return None
+        out: list[tuple[int, ...]] = [()] * n
+        end, slot = n, int(np.argmin(best[n]))
+        while end > 0:
+            k, prev, slots = back[(end, slot)]
+            for i in range(k, end):
+                out[i] = tuple(self.order[s] for s in slots)
+            end, slot = k, prev
+        return out
+
+
+__all__ = ["Numbering", "ToothPiece", "arch_position", "expected_volume", "number_along_arch", "UPPER_ORDER", "LOWER_ORDER"]
