@@ -14,10 +14,13 @@ costs least, by dynamic programming over the 16 positions of the jaw in arch ord
 
 * each piece takes one position, or two neighbouring pieces share one (a tooth in
   pieces), or one piece takes two positions (two teeth the cut missed);
-* cost: how few of the piece's voxels the network gave that number
-  (``-log share``), how far its volume is from the position's tooth type (textbook
+* cost: how far the positions are from the ones the network voted for, how far the
+  volume and the extent along the arch are from the position's tooth type (textbook
   sizes scaled to this patient), and, between neighbours, how far the gap between
-  them is from the width of the positions skipped (none skipped: about no gap).
+  them is from the width of the positions skipped (none skipped: about no gap);
+* then once more with each tooth's place along the arch counted from the midline the
+  first answer puts it at (the median over its teeth): a run the network shifted by
+  one stands a tooth's width from where its numbers belong.
 
 Torch-free (numpy only).
 """
@@ -39,6 +42,8 @@ VOLUME_SIGMA = 0.6  # spread of log(volume / expected volume) of a tooth
 WIDTH_SIGMA_MM = 2.0  # spread of a tooth's extent along the arch around its type's width
 GAP_SIGMA_MM = 2.5  # spread of a gap around the width of the teeth missing there
 GAP_COST_CAP = 8.0  # a gap never costs more than this (spaces close after extractions)
+POSITION_SIGMA_MM = 3.0  # spread of a tooth's place along the arch, from the midline...
+POSITION_COST_CAP = 4.0  # ... and the most a misplaced tooth costs
 SPLIT_COST = 3.0  # extra cost of one tooth in two pieces
 JOIN_COST = 1.0  # extra cost of two teeth in one piece
 MINOR_SHARE = 0.3  # a tooth smaller than this share of the smallest tooth type is a leftover
@@ -114,7 +119,7 @@ def number_along_arch(pieces: Sequence[ToothPiece], upper: bool) -> list[Numberi
     width_scale, volume_scale = _patient_scale(teeth)
     smallest = min(expected_volume(f) for f in order) * volume_scale
     major = [k for k, t in enumerate(teeth) if t.volume_mm3 >= MINOR_SHARE * smallest and _extent(t) >= MIN_TOOTH_EXTENT_MM]
-    numbers = _Costs([teeth[k] for k in major], order, width_scale, volume_scale).best() if major else None
+    numbers = _solve([teeth[k] for k in major], order, width_scale, volume_scale) if major else None
     if numbers is None:  # no numbering fits (more teeth than positions): the network's votes
         return [Numbering((_top(p),)) for p in pieces]
     by_tooth = {k: _numbering(teeth[k], fdis) for k, fdis in zip(major, numbers)}
@@ -124,6 +129,31 @@ def number_along_arch(pieces: Sequence[ToothPiece], upper: bool) -> list[Numberi
         nearest = major[int(np.argmin(np.abs(centres - teeth[k].centre_mm)))]
         for i in group:
             out[i] = by_tooth.get(k, by_tooth[nearest])  # a leftover takes its neighbour's
+    return out
+
+
+def _solve(teeth: Sequence[ToothPiece], order: tuple[int, ...], width_scale: float, volume_scale: float) -> list[tuple[int, ...]] | None:
+    """Numbers of each of ``teeth`` (arch order): solved once, then again with the
+    midline where most teeth of the first answer put it (a shifted run stands out)."""
+    costs = _Costs(teeth, order, width_scale, volume_scale)
+    units = costs.solve()
+    if units is None:
+        return None
+    singles = [(first, slots[0]) for first, last, slots in units if first == last and len(slots) == 1]
+    pitches = [
+        (teeth[b].centre_mm - teeth[a].centre_mm) / (0.5 * (size_of(order[s]).width + size_of(order[t]).width))
+        for (a, s), (b, t) in zip(singles, singles[1:])
+        if b == a + 1 and t == s + 1
+    ]
+    pitch = float(np.median(pitches)) if pitches else width_scale
+    costs = _Costs(teeth, order, width_scale, volume_scale, pitch=pitch)
+    midlines = [costs.midline(*unit) for unit in units if not any(order[s] % 10 == 8 for s in unit[2])]
+    if midlines:
+        units = _Costs(teeth, order, width_scale, volume_scale, float(np.median(midlines)), pitch).solve() or units
+    out: list[tuple[int, ...]] = [()] * len(teeth)
+    for first, last, slots in units:
+        for k in range(first, last + 1):
+            out[k] = tuple(order[s] for s in slots)
     return out
 
 
@@ -222,11 +252,29 @@ def _patient_scale(pieces: Sequence[ToothPiece]) -> tuple[float, float]:
 class _Costs:
     """The dynamic programme of :func:`number_along_arch` over pieces in arch order."""
 
-    def __init__(self, pieces: Sequence[ToothPiece], order: tuple[int, ...], width_scale: float, volume_scale: float):
-        self.pieces, self.order = pieces, order
+    def __init__(
+        self,
+        pieces: Sequence[ToothPiece],
+        order: tuple[int, ...],
+        width_scale: float,
+        volume_scale: float,
+        midline_mm: float | None = None,
+        pitch: float | None = None,
+    ):
+        self.pieces, self.order, self.midline_mm = pieces, order, midline_mm
         self.slot_of = {fdi: slot for slot, fdi in enumerate(order)}
         self.widths = np.array([size_of(f).width for f in order]) * width_scale
+        textbook = np.array([size_of(f).width for f in order])
+        self.edges = np.concatenate([[0.0], np.cumsum(textbook)]) - textbook[: len(order) // 2].sum()  # mm from the midline
+        self.pitch = pitch if pitch is not None else width_scale
         self.volumes = np.array([expected_volume(f) for f in order]) * volume_scale
+
+    def midline(self, first: int, last: int, slots: tuple[int, ...]) -> float:
+        """Where the midline would be (mm along the arch) if pieces ``first..last`` held
+        ``slots``: their centre minus the textbook distance of those positions' centre
+        from the midline, times this patient's tooth pitch."""
+        centre = 0.5 * (self.pieces[first].arc_mm[0] + self.pieces[last].arc_mm[1])
+        return centre - self.pitch * 0.5 * (self.edges[slots[0]] + self.edges[slots[-1] + 1])
 
     def _unit(self, first: int, last: int, slots: tuple[int, ...]) -> float:
         """Cost of pieces ``first..last`` (inclusive) holding the positions ``slots``."""
@@ -249,6 +297,9 @@ class _Costs:
             cost += SPLIT_COST
         if len(slots) > 1:
             cost += JOIN_COST
+        if self.midline_mm is not None and not any(self.order[s] % 10 == 8 for s in slots):
+            away = (self.midline(first, last, slots) - self.midline_mm) / POSITION_SIGMA_MM
+            cost += min(0.5 * away**2, POSITION_COST_CAP)
         return float(cost)
 
     def _gap(self, before: int, after: int, last_slot: int, next_slot: int) -> float:
@@ -263,7 +314,9 @@ class _Costs:
             gap = max(gap, 0.0)
         return min(0.5 * ((gap - expected) / GAP_SIGMA_MM) ** 2, GAP_COST_CAP)
 
-    def best(self) -> list[tuple[int, ...]] | None:
+    def solve(self) -> list[tuple[int, int, tuple[int, ...]]] | None:
+        """The least-cost numbering as units ``(first piece, last piece, positions)`` in
+        arch order; None when none fits (more teeth than positions)."""
         n, m = len(self.pieces), len(self.order)
         # best[k][s]: least cost of numbering pieces 0..k-1 with the last unit ending at slot s
         best = np.full((n + 1, m), np.inf)
@@ -294,14 +347,13 @@ class _Costs:
                         back[(end, slots[-1])] = (k, prev, slots)
         if not np.isfinite(best[n]).any():
             return None
-        out: list[tuple[int, ...]] = [()] * n
+        out: list[tuple[int, int, tuple[int, ...]]] = []
         end, slot = n, int(np.argmin(best[n]))
         while end > 0:
             k, prev, slots = back[(end, slot)]
-            for i in range(k, end):
-                out[i] = tuple(self.order[s] for s in slots)
+            out.append((k, end - 1, slots))
             end, slot = k, prev
-        return out
+        return out[::-1]
 
 
 __all__ = ["Numbering", "ToothPiece", "arch_position", "expected_volume", "number_along_arch", "UPPER_ORDER", "LOWER_ORDER"]

@@ -16,10 +16,12 @@ label maps on the fine grid:
   refiner that also learnt where teeth touch (``TOOTH_CONTACT``), the teeth are first
   cut apart along those contacts (and peeled by ``CORE_EROSION`` voxels, so a contact
   the model drew with a gap does not leave two teeth joined; a separate part the
-  peeling would wipe out, such as a crowned stump, stays whole) and each piece takes,
-  whole, the number most of its voxels got (unless it also holds most of another
-  number's voxels: two teeth the cut missed keep the voxelwise numbers); the contact
-  and peeled voxels join the nearest piece;
+  peeling would wipe out, such as a crowned stump, stays whole), each jaw's pieces are
+  numbered as a sequence along the arch from the coarse numbers they hold, their
+  sizes and the gaps between them (:mod:`odontoscan.models.numbering`: a run of teeth
+  the coarse model shifted into a gap gets its own numbers back, a tooth in two pieces
+  one number, two teeth in one piece two), and the contact and peeled voxels join the
+  nearest piece;
 * each fine canal voxel takes the side of the nearest lower tooth (quadrant 3 is the
   patient's left, canal 3), or of the nearest coarse canal without lower teeth;
 * every other owned class is taken from the fine model as it is;
@@ -58,13 +60,13 @@ REFINED_IDS: tuple[int, ...] = (
     int(Label.ROOT_CANAL_FILLING),
 )
 MARGIN_MM = 8.0
-WHOLE_TOOTH_SHARE = 0.5  # a piece holding this share of a number's voxels holds that tooth
 CORE_EROSION = 2  # voxels peeled off the teeth before cutting them into pieces
 THIN_CORE_SHARE = 0.05  # a separate tooth part keeping less than this share of its voxels when peeled is not peeled...
 THIN_PART_MIN_MM3 = 20.0  # ... if it is this big (a crowned stump: 50-150 mm^3)
 CROWNED_SHARE = 0.3  # crown voxels around a piece, per voxel of the piece: a stump under a crown (its neighbours: < 0.15)
 CROWN_REACH_MM = 2.0  # crown or bridge voxels this close to a tooth are its crown (they count for its extent along the arch)
-ARC_SAMPLES = 500  # voxels of a piece projected onto the arch to find its extent
+ARC_SAMPLES = 500  # voxels of a piece projected onto the arch to find its extent...
+EXTENT_PERCENTILE = 5.0  # ... from this percentile of their positions to 100 minus it
 _LOWER_LEFT, _LOWER_RIGHT = 3, 4  # FDI quadrants of the patient's lower left / right
 
 
@@ -148,7 +150,7 @@ def _number_teeth(
         arc = along(index[::step] * np.asarray(spacing))
         piece_votes = {int(f): float(votes[i, f]) for f in np.flatnonzero(votes[i])}
         upper = sum(v for f, v in piece_votes.items() if is_upper(f)) >= 0.5
-        span = (float(np.percentile(arc, 5)), float(np.percentile(arc, 95)))
+        span = (float(np.percentile(arc, EXTENT_PERCENTILE)), float(np.percentile(arc, 100 - EXTENT_PERCENTILE)))
         volume = np.count_nonzero(teeth[box] & (owner[box] == i)) * voxel
         jaws[upper].append((i, ToothPiece(piece_votes, volume, span, bool(crowned[i]))))
     for upper, members in jaws.items():
