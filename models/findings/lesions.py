@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from odontoscan.datasets import measure
 from odontoscan.datasets.findings_schema import Finding, FindingKind, Measurement, Severity, Unit
@@ -45,6 +46,7 @@ MIN_SIZE_MM3 = 0.5  # smaller pieces are noise (mm^2 for radiographs)
 # times that of a ball of its volume: long thin pieces are ligament space or canal
 # mistaken for lesion) and at a tooth.
 MIN_LESION_MM3 = 4.0
+LESION_APEX_MM = 5.0  # a periapical lesion reaches this close to its tooth's root tips
 MAX_LESION_ELONGATION = 2.5
 # Radiolucent: the darker quarter of the piece (its 25th-percentile grey) at most this
 # share of the bone's median around it. The darker quarter, not the mean: a label drawn
@@ -91,7 +93,7 @@ def labelled_findings(ctx: Context) -> list[Finding]:
             fdi = _apex_tooth(ctx, centre, tips) or _tooth_of(piece, labels, ctx.spacing)
             if kind is FindingKind.CARIES and not _callable_caries(ctx, fdi, piece, box):
                 continue
-            if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, piece, box):
+            if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, piece, box, tips.get(fdi)):
                 continue  # judged piece by piece: two lesions on one tooth are not one elongated lesion
             piece.paste(by_tooth.setdefault(fdi, np.zeros(labels.shape, dtype=bool)))
         for fdi, mask in sorted(by_tooth.items(), key=lambda item: item[0] or 0):
@@ -99,9 +101,11 @@ def labelled_findings(ctx: Context) -> list[Finding]:
     return out
 
 
-def _callable_lesion(ctx: Context, fdi: int | None, piece: Piece, box: tuple[slice, ...]) -> bool:
+def _callable_lesion(ctx: Context, fdi: int | None, piece: Piece, box: tuple[slice, ...], root: _Root | None) -> bool:
     """Whether one periapical-lesion piece (of the crop ``box``) is one a reader would
-    call: at a tooth and, in volumes, big enough (``MIN_LESION_MM3``), roundish
+    call: at a tooth and, in volumes, at its root's end (within ``LESION_APEX_MM`` of
+    ``root``'s tips; a radiolucency along the side of a root or at the crown is not
+    periapical), big enough (``MIN_LESION_MM3``), roundish
     (``MAX_LESION_ELONGATION``), in bone and not a stretch of the canal (less than
     ``LESION_CANAL_SHARE`` of the voxels within ``LESION_SHELL_MM`` around it are canal)
     and, with an image, a radiolucency of soft-tissue density (``LESION_RADIOLUCENT``,
@@ -113,6 +117,10 @@ def _callable_lesion(ctx: Context, fdi: int | None, piece: Piece, box: tuple[sli
     volume = float(np.count_nonzero(piece.mask)) * ctx.voxel_size()
     if volume < MIN_LESION_MM3:
         return False
+    if root is not None:
+        points = ctx.mm(np.argwhere(piece.mask) + [s.start + b.start for s, b in zip(piece.box, box)])
+        if float(cKDTree(ctx.mm(root.tips)).query(points)[0].min()) > LESION_APEX_MM:
+            return False
     body = ndimage.binary_opening(piece.mask)  # without the thin tails a lesion label may grow...
     if not body.any():
         body = piece.mask  # ... unless the piece is all tail-thin: a small lesion a few voxels across

@@ -347,6 +347,16 @@ def test_air_or_a_stretch_of_the_canal_labelled_lesion_is_not_reported():
     assert _lesions(in_canal, image, scan) == {}
 
 
+def test_a_radiolucency_beside_the_root_far_from_its_end_is_not_a_periapical_lesion():
+    labels, image, scan, (x, y, z) = _tooth_in_bone()  # 35's apex at z = 30, i.e. 15 mm up
+    for centre_z, reported in ((26, [35]), (52, [])):  # 2 mm below the apex; 11 mm up the root's side
+        found, grey = labels.copy(), image.copy()
+        ball = (x - 26) ** 2 + (y - 15) ** 2 + (z - centre_z) ** 2 <= 6  # touching the root's distal side
+        found[ball & (found != 35)] = Label.PERIAPICAL_LESION
+        grey[ball & (found != 35)] = 300.0
+        assert list(_lesions(found, grey, scan)) == reported
+
+
 def test_two_small_lesions_at_one_molar_are_each_reported_not_judged_as_one_long_piece():
     labels, image, scan, (x, y, z) = _tooth_in_bone(fdi=36, width=20)
     for centre in (12, 28):  # at the ends of the root: 8 mm apart, 2.5 mm across each
