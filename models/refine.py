@@ -65,7 +65,7 @@ THIN_CORE_SHARE = 0.05  # a separate tooth part keeping less than this share of 
 THIN_PART_MIN_MM3 = 20.0  # ... if it is this big (a crowned stump: 50-150 mm^3)
 CROWNED_SHARE = 0.3  # crown voxels around a piece, per voxel of the piece: a stump under a crown (its neighbours: < 0.15)
 CROWN_REACH_MM = 2.0  # crown or bridge voxels this close to a tooth are its crown (they count for its extent along the arch)
-ARC_SAMPLES = 500  # voxels of a piece projected onto the arch to find its extent...
+ARC_SAMPLES = 200  # voxels of a piece projected onto the arch to find its extent...
 EXTENT_PERCENTILE = 5.0  # ... from this percentile of their positions to 100 minus it
 _LOWER_LEFT, _LOWER_RIGHT = 3, 4  # FDI quadrants of the patient's lower left / right
 
@@ -131,7 +131,7 @@ def _number_teeth(
     lower, _ = ndimage.label(core & ~upper_core)
     pieces = np.where(lower > 0, lower + count, pieces)
     count = int(pieces.max())
-    capped = crown & (ndimage.distance_transform_edt(~teeth, sampling=spacing) <= CROWN_REACH_MM) if crown.any() else crown
+    capped = _within(crown, teeth, CROWN_REACH_MM, spacing)
     owner = np.where(teeth | capped, _nearest(pieces, core, spacing, where=teeth | capped), 0)  # contact and peeled voxels join the nearest piece
     along = _along_arch(numbers, spacing)
     votes = np.zeros((count + 1, 49))
@@ -165,6 +165,17 @@ def _number_teeth(
             chunks = np.array_split(index, max(1, len(index) // ARC_SAMPLES))
             numbers[tuple(index.T)] = numbering.at(np.concatenate([along(c * np.asarray(spacing)) for c in chunks]))
     return numbers
+
+
+def _within(mask: np.ndarray, target: np.ndarray, reach_mm: float, spacing: tuple[float, ...]) -> np.ndarray:
+    """The voxels of ``mask`` within ``reach_mm`` of a ``target`` voxel."""
+    grow = [int(np.ceil(reach_mm / s)) for s in spacing]
+    box = _bounding_box(mask, grow)
+    out = np.zeros_like(mask)
+    if box is None or not target[box].any():
+        return out
+    out[box] = mask[box] & (ndimage.distance_transform_edt(~target[box], sampling=spacing) <= reach_mm)
+    return out
 
 
 def _along_arch(numbers: np.ndarray, spacing: tuple[float, ...]) -> Callable[[np.ndarray], np.ndarray]:
