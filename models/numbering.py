@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from odontoscan.datasets.labels import is_upper
 from odontoscan.datasets.phantom.anatomy import size_of  # textbook (Wheeler's) tooth sizes
 
 UPPER_ORDER: tuple[int, ...] = (*range(18, 10, -1), *range(21, 29))  # patient's right -> left
@@ -79,7 +80,7 @@ class ToothPiece:
 
 def arch_position(fdi: int) -> int:
     """Index (0-15) of a tooth's position in its jaw, from the patient's right to the left."""
-    return (UPPER_ORDER if fdi // 10 in (1, 2) else LOWER_ORDER).index(fdi)
+    return (UPPER_ORDER if is_upper(fdi) else LOWER_ORDER).index(fdi)
 
 
 def expected_volume(fdi: int) -> float:

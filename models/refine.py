@@ -64,6 +64,7 @@ CORE_EROSION = 2  # voxels peeled off the teeth before cutting them into pieces
 THIN_CORE_SHARE = 0.05  # a separate tooth part keeping less than this share of its voxels when peeled is not peeled...
 THIN_PART_MIN_MM3 = 20.0  # ... if it is this big (a crowned stump: 50-150 mm^3)
 CROWNED_SHARE = 0.3  # crown voxels around a piece, per voxel of the piece: a stump under a crown (its neighbours: < 0.15)
+RUN_EXTENT_MM = 25.0  # a piece longer than this along the arch (two molars and more) is a run of teeth
 CROWN_REACH_MM = 2.0  # crown or bridge voxels this close to a tooth are its crown (they count for its extent along the arch)
 ARC_SAMPLES = 200  # voxels of a piece projected onto the arch to find its extent...
 EXTENT_PERCENTILE = 5.0  # ... from this percentile of their positions to 100 minus it
@@ -130,10 +131,11 @@ def _number_teeth(
     pieces, count = ndimage.label(upper_core)
     lower, _ = ndimage.label(core & ~upper_core)
     pieces = np.where(lower > 0, lower + count, pieces)
+    along = _along_arch(numbers, spacing)
+    pieces = _split_runs(pieces, core, nearest, along, spacing)
     count = int(pieces.max())
     capped = _within(crown, teeth, CROWN_REACH_MM, spacing)
     owner = np.where(teeth | capped, _nearest(pieces, core, spacing, where=teeth | capped), 0)  # contact and peeled voxels join the nearest piece
-    along = _along_arch(numbers, spacing)
     votes = np.zeros((count + 1, 49))
     np.add.at(votes, (pieces[core], nearest[core].astype(np.intp)), 1.0)
     votes /= np.maximum(votes.sum(axis=1, keepdims=True), 1.0)
@@ -165,6 +167,24 @@ def _number_teeth(
             chunks = np.array_split(index, max(1, len(index) // ARC_SAMPLES))
             numbers[tuple(index.T)] = numbering.at(np.concatenate([along(c * np.asarray(spacing)) for c in chunks]))
     return numbers
+
+
+def _split_runs(pieces: np.ndarray, core: np.ndarray, nearest: np.ndarray, along: Callable[[np.ndarray], np.ndarray], spacing: tuple[float, ...]) -> np.ndarray:
+    """``pieces`` with each piece longer along the arch than ``RUN_EXTENT_MM`` (no tooth
+    is: a run of teeth the contacts did not separate, a sliver along the arch) divided
+    by the coarse model's voxelwise numbers, under new ids."""
+    out, count = pieces, int(pieces.max())
+    for i, box in enumerate(ndimage.find_objects(pieces), start=1):
+        if box is None:
+            continue
+        index = np.argwhere(pieces[box] == i) + [s.start for s in box]
+        arc = along(index[:: max(1, len(index) // ARC_SAMPLES)] * np.asarray(spacing))
+        if np.percentile(arc, 100 - EXTENT_PERCENTILE) - np.percentile(arc, EXTENT_PERCENTILE) > RUN_EXTENT_MM:
+            out = out.copy() if out is pieces else out
+            where = tuple(index.T)
+            out[where] = count + nearest[where]
+            count += 49
+    return out
 
 
 def _within(mask: np.ndarray, target: np.ndarray, reach_mm: float, spacing: tuple[float, ...]) -> np.ndarray:

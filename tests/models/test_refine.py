@@ -74,6 +74,18 @@ def test_two_teeth_the_contacts_do_not_separate_are_split_between_their_numbers(
     assert (merged[33:54, 4:12, 4:12] == 46).all()
 
 
+def test_a_run_of_teeth_no_contact_separates_keeps_the_coarse_numbers():
+    fine = np.zeros((96, 16, 16), np.uint8)
+    fine[4:92, 4:12, 4:12] = 11  # 43 | 44 45 46 47: only the first contact drawn
+    fine[17:19, 4:12, 4:12] = TOOTH_CONTACT
+    coarse = np.zeros_like(fine)
+    for fdi, (start, stop) in {43: (4, 18), 44: (18, 32), 45: (32, 46), 46: (46, 68), 47: (68, 92)}.items():
+        coarse[start:stop, 4:12, 4:12] = fdi
+    merged = merge_refined(coarse, fine, SPACING)
+    for fdi, (start, stop) in {44: (20, 30), 45: (34, 44), 46: (48, 66), 47: (70, 90)}.items():
+        assert (merged[start:stop, 4:12, 4:12] == fdi).all()  # a 37 mm piece is no tooth, nor two
+
+
 def test_coarse_tooth_voxels_the_fine_model_rejects_become_the_nearest_other_structure():
     coarse = _coarse()
     fine = np.zeros_like(coarse)
