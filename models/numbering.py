@@ -42,6 +42,7 @@ VOTE_CAP = 3.0  # ... up to this many positions away
 VOLUME_SIGMA = 0.6  # spread of log(volume / expected volume) of a tooth
 WIDTH_SIGMA_MM = 2.0  # spread of a tooth's extent along the arch around its type's width
 GAP_SIGMA_MM = 2.5  # spread of a gap around the width of the teeth missing there
+CROWNED_GAP_FACTOR = 1.5  # gaps next to a crowned stump spread this much more (its extent misses the bridge retainer)
 GAP_COST_CAP = 8.0  # a gap never costs more than this (spaces close after extractions)
 POSITION_SIGMA_MM = 3.0  # spread of a tooth's place along the arch, from the midline...
 POSITION_COST_CAP = 4.0  # ... and the most a misplaced tooth costs
@@ -313,7 +314,8 @@ class _Costs:
             gap = min(gap, expected)  # third molars often stand apart (impacted, erupting)
         elif expected == 0.0:
             gap = max(gap, 0.0)
-        return min(0.5 * ((gap - expected) / GAP_SIGMA_MM) ** 2, GAP_COST_CAP)
+        sigma = GAP_SIGMA_MM * (CROWNED_GAP_FACTOR if self.pieces[before].crowned or self.pieces[after].crowned else 1.0)
+        return min(0.5 * ((gap - expected) / sigma) ** 2, GAP_COST_CAP)
 
     def solve(self) -> list[tuple[int, int, tuple[int, ...]]] | None:
         """The least-cost numbering as units ``(first piece, last piece, positions)`` in
