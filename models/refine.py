@@ -140,21 +140,12 @@ def _number_teeth(
     np.add.at(votes, (pieces[core], nearest[core].astype(np.intp)), 1.0)
     votes /= np.maximum(votes.sum(axis=1, keepdims=True), 1.0)
     crown_share = np.bincount(owner[capped], minlength=count + 1) / np.maximum(np.bincount(owner[teeth], minlength=count + 1), 1)
-    crowned = crown_share >= CROWNED_SHARE
     boxes = ndimage.find_objects(owner)
-    voxel = float(np.prod(spacing))
     jaws: dict[bool, list[tuple[int, ToothPiece]]] = {True: [], False: []}
     for i, box in enumerate(boxes, start=1):
-        if box is None:
-            continue
-        index = np.argwhere(owner[box] == i) + [s.start for s in box]  # with its crown
-        step = max(1, len(index) // ARC_SAMPLES)
-        arc = along(index[::step] * np.asarray(spacing))
-        piece_votes = {int(f): float(votes[i, f]) for f in np.flatnonzero(votes[i])}
-        upper = sum(v for f, v in piece_votes.items() if is_upper(f)) >= 0.5
-        span = (float(np.percentile(arc, EXTENT_PERCENTILE)), float(np.percentile(arc, 100 - EXTENT_PERCENTILE)))
-        volume = np.count_nonzero(teeth[box] & (owner[box] == i)) * voxel
-        jaws[upper].append((i, ToothPiece(piece_votes, volume, span, bool(crowned[i]))))
+        if box is not None:
+            piece = _tooth_piece(owner[box] == i, teeth[box], box, votes[i], bool(crown_share[i] >= CROWNED_SHARE), along, spacing)
+            jaws[sum(v for f, v in piece.votes.items() if is_upper(f)) >= 0.5].append((i, piece))
     for upper, members in jaws.items():
         assigned = number_along_arch([piece for _, piece in members], upper)
         for (i, _), numbering in zip(members, assigned):
@@ -167,6 +158,25 @@ def _number_teeth(
             chunks = np.array_split(index, max(1, len(index) // ARC_SAMPLES))
             numbers[tuple(index.T)] = numbering.at(np.concatenate([along(c * np.asarray(spacing)) for c in chunks]))
     return numbers
+
+
+def _tooth_piece(
+    region: np.ndarray,
+    teeth: np.ndarray,
+    box: Box,
+    votes: np.ndarray,
+    crowned: bool,
+    along: Callable[[np.ndarray], np.ndarray],
+    spacing: tuple[float, ...],
+) -> ToothPiece:
+    """One piece for the numbering: ``region`` (its voxels with its crown, in ``box``),
+    its tooth voxels' volume, its extent along the arch and the coarse numbers' shares
+    ``votes`` (indexed by FDI number)."""
+    index = np.argwhere(region) + [s.start for s in box]
+    arc = along(index[:: max(1, len(index) // ARC_SAMPLES)] * np.asarray(spacing))
+    span = (float(np.percentile(arc, EXTENT_PERCENTILE)), float(np.percentile(arc, 100 - EXTENT_PERCENTILE)))
+    volume = np.count_nonzero(teeth & region) * float(np.prod(spacing))
+    return ToothPiece({int(f): float(votes[f]) for f in np.flatnonzero(votes)}, volume, span, crowned)
 
 
 def _split_runs(pieces: np.ndarray, core: np.ndarray, nearest: np.ndarray, along: Callable[[np.ndarray], np.ndarray], spacing: tuple[float, ...]) -> np.ndarray:
