@@ -172,11 +172,18 @@ def _tooth_piece(
     """One piece for the numbering: ``region`` (its voxels with its crown, in ``box``),
     its tooth voxels' volume, its extent along the arch and the coarse numbers' shares
     ``votes`` (indexed by FDI number)."""
-    index = np.argwhere(region) + [s.start for s in box]
-    arc = along(index[:: max(1, len(index) // ARC_SAMPLES)] * np.asarray(spacing))
-    span = (float(np.percentile(arc, EXTENT_PERCENTILE)), float(np.percentile(arc, 100 - EXTENT_PERCENTILE)))
+    span = _arc_span(np.argwhere(region) + [s.start for s in box], along, spacing)
     volume = np.count_nonzero(teeth & region) * float(np.prod(spacing))
     return ToothPiece({int(f): float(votes[f]) for f in np.flatnonzero(votes)}, volume, span, crowned)
+
+
+def _arc_span(
+    index: np.ndarray, along: Callable[[np.ndarray], np.ndarray], spacing: tuple[float, ...]
+) -> tuple[float, float]:
+    """(start, end) along the arch (mm) of voxels ``index`` (N, 3): percentiles
+    ``EXTENT_PERCENTILE`` and 100 minus it of up to ``ARC_SAMPLES`` of them."""
+    arc = along(index[:: max(1, len(index) // ARC_SAMPLES)] * np.asarray(spacing))
+    return float(np.percentile(arc, EXTENT_PERCENTILE)), float(np.percentile(arc, 100 - EXTENT_PERCENTILE))
 
 
 def _split_runs(pieces: np.ndarray, core: np.ndarray, nearest: np.ndarray, along: Callable[[np.ndarray], np.ndarray], spacing: tuple[float, ...]) -> np.ndarray:
@@ -188,8 +195,8 @@ def _split_runs(pieces: np.ndarray, core: np.ndarray, nearest: np.ndarray, along
         if box is None:
             continue
         index = np.argwhere(pieces[box] == i) + [s.start for s in box]
-        arc = along(index[:: max(1, len(index) // ARC_SAMPLES)] * np.asarray(spacing))
-        if np.percentile(arc, 100 - EXTENT_PERCENTILE) - np.percentile(arc, EXTENT_PERCENTILE) > RUN_EXTENT_MM:
+        start, end = _arc_span(index, along, spacing)
+        if end - start > RUN_EXTENT_MM:
             out = out.copy() if out is pieces else out
             where = tuple(index.T)
             out[where] = count + nearest[where]
