@@ -35,7 +35,7 @@ def extract_findings(
         raise ValueError(f"image {image.shape} and label map {labels.shape} differ in shape")
     ctx = Context(labels, tuple(float(s) for s in spacing), image, geometry, scan.pixel_spacing_known)
     chart = tooth_chart(ctx)
-    findings = labelled_findings(ctx) + anatomy_findings(ctx, chart)
+    findings = labelled_findings(ctx, chart) + anatomy_findings(ctx, chart)
     findings = _unique_ids(sorted(findings, key=lambda f: (f.fdi or 0, f.kind.value)))
     teeth = [Tooth(fdi=fdi, status=chart.status[fdi], confidence=chart.confidence[fdi]) for fdi in sorted(chart.status)]
     return Findings(scan=scan, model=model, teeth=teeth, findings=findings)

@@ -30,8 +30,9 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from odontoscan.datasets import measure
-from odontoscan.datasets.findings_schema import Finding, FindingKind, Measurement, Severity, Unit
+from odontoscan.datasets.findings_schema import Finding, FindingKind, Measurement, Severity, ToothStatus, Unit
 from odontoscan.datasets.labels import FDI_TEETH, Label, is_upper
+from odontoscan.models.findings.chart import Chart
 from odontoscan.models.findings.context import Context, Piece, components, grow_voxels, largest_component
 
 KINDS = {
@@ -59,6 +60,19 @@ LESION_AIR_HU = -50.0
 # a lesion beside the canal has at most this share of its surroundings canal.
 LESION_CANAL_SHARE = 0.25
 LESION_SHELL_MM = 2.0  # the bone around a lesion: jaw voxels this close to it
+# A periapical lesion lies inside the alveolar bone: at least this share of the voxels
+# within LESION_SHELL_MM around it are bone or its tooth's root (a dark piece half
+# outside the jaw is the soft tissue of lip or vestibule beside a thin cortical plate).
+LESION_ENCLOSED = 0.7
+# A lesion of endodontic origin needs a pulp that died: a tooth with caries, a
+# restoration, a root-canal filling or a crown. At a tooth with none of these a
+# periapical radiolucency is more often anatomy (mental foramen, incisive canal,
+# marrow space), and at an impacted tooth it is the follicle around it; there it is
+# reported only when it is at least this big and this dark (darker quarter at most
+# this share of the bone around it).
+UNCAUSED_LESION_MM3 = 15.0
+UNCAUSED_RADIOLUCENT = 0.2
+CAUSES = (Label.CARIES, Label.RESTORATION, Label.ROOT_CANAL_FILLING, Label.CROWN, Label.BRIDGE)
 SEARCH_MM = 6.0  # a piece further than this from every tooth belongs to none
 TIP_BAND_MM = 2.0  # a tooth's root tips: its voxels this close to its root end
 PULP_FRACTION = 0.55
@@ -74,8 +88,9 @@ CARIES_SURFACE_SHARE = 0.05
 CARIES_OFF_TOOTH_SHARE = 0.8
 
 
-def labelled_findings(ctx: Context) -> list[Finding]:
-    """One finding per (kind, tooth) for every finding label in the map."""
+def labelled_findings(ctx: Context, chart: Chart) -> list[Finding]:
+    """One finding per (kind, tooth) for every finding label in the map (``chart``:
+    the tooth chart, for which teeth are impacted)."""
     out: list[Finding] = []
     for label, kind in KINDS.items():
         box = ctx.box(label, margin_mm=SEARCH_MM)
@@ -93,7 +108,7 @@ def labelled_findings(ctx: Context) -> list[Finding]:
             fdi = _apex_tooth(ctx, centre, tips) or _tooth_of(piece, labels, ctx.spacing)
             if kind is FindingKind.CARIES and not _callable_caries(ctx, fdi, piece, box):
                 continue
-            if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, fdi, piece, box, tips.get(fdi)):
+            if kind is FindingKind.PERIAPICAL_LESION and not _callable_lesion(ctx, chart, fdi, piece, box, tips.get(fdi)):
                 continue  # judged piece by piece: two lesions on one tooth are not one elongated lesion
             piece.paste(by_tooth.setdefault(fdi, np.zeros(labels.shape, dtype=bool)))
         for fdi, mask in sorted(by_tooth.items(), key=lambda item: item[0] or 0):
@@ -101,15 +116,18 @@ def labelled_findings(ctx: Context) -> list[Finding]:
     return out
 
 
-def _callable_lesion(ctx: Context, fdi: int | None, piece: Piece, box: tuple[slice, ...], root: _Root | None) -> bool:
+def _callable_lesion(ctx: Context, chart: Chart, fdi: int | None, piece: Piece, box: tuple[slice, ...], root: _Root | None) -> bool:
     """Whether one periapical-lesion piece (of the crop ``box``) is one a reader would
     call: at a tooth and, in volumes, at its root's end (within ``LESION_APEX_MM`` of
     ``root``'s tips; a radiolucency along the side of a root or at the crown is not
     periapical), big enough (``MIN_LESION_MM3``), roundish
-    (``MAX_LESION_ELONGATION``), in bone and not a stretch of the canal (less than
-    ``LESION_CANAL_SHARE`` of the voxels within ``LESION_SHELL_MM`` around it are canal)
-    and, with an image, a radiolucency of soft-tissue density (``LESION_RADIOLUCENT``,
-    ``LESION_AIR_HU``). Radiographs are judged by the tooth alone."""
+    (``MAX_LESION_ELONGATION``), enclosed by bone (``LESION_ENCLOSED``) and not a
+    stretch of the canal (less than ``LESION_CANAL_SHARE`` of the voxels within
+    ``LESION_SHELL_MM`` around it are canal) and, with an image, a radiolucency of
+    soft-tissue density (``LESION_RADIOLUCENT``, ``LESION_AIR_HU``). At a tooth with no
+    cause for a dead pulp, or an impacted one, it must be bigger and darker
+    (``UNCAUSED_LESION_MM3``, ``UNCAUSED_RADIOLUCENT``). Radiographs are judged by the
+    tooth alone."""
     if fdi is None:
         return False
     if not ctx.volume:
@@ -135,13 +153,30 @@ def _callable_lesion(ctx: Context, fdi: int | None, piece: Piece, box: tuple[sli
     bone = np.isin(around, (Label.UPPER_JAWBONE, Label.LOWER_JAWBONE))
     if not bone.any() or float(np.mean(np.isin(around, (Label.LEFT_IAC, Label.RIGHT_IAC)))) >= LESION_CANAL_SHARE:
         return False
+    if float(np.mean(bone | (around == fdi))) < LESION_ENCLOSED:
+        return False
+    caused = chart.status.get(fdi) is not ToothStatus.IMPACTED and _pulp_at_risk(ctx, fdi)
+    if not caused and volume < UNCAUSED_LESION_MM3:
+        return False
     if ctx.image is None:
         return True
     image = ctx.image[box][near]
     grey = image[local]
     if float(np.percentile(grey, 10)) < LESION_AIR_HU:
         return False
-    return float(np.percentile(grey, 25)) <= LESION_RADIOLUCENT * float(np.median(image[shell][bone]))
+    darkest = LESION_RADIOLUCENT if caused else UNCAUSED_RADIOLUCENT
+    return float(np.percentile(grey, 25)) <= darkest * float(np.median(image[shell][bone]))
+
+
+def _pulp_at_risk(ctx: Context, fdi: int) -> bool:
+    """Whether tooth ``fdi`` has a cause for its pulp to die: any of ``CAUSES`` (caries,
+    restoration, root-canal filling, crown, bridge) touching it."""
+    box = ctx.box(fdi)
+    if box is None:
+        return False
+    near = grow_voxels(box, 1, ctx.labels.shape)
+    labels = ctx.labels[near]
+    return bool(np.isin(labels[ndimage.binary_dilation(labels == fdi)], CAUSES).any())
 
 
 def _callable_caries(ctx: Context, fdi: int | None, piece: Piece, box: tuple[slice, ...]) -> bool:

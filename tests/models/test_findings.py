@@ -295,6 +295,8 @@ def test_a_lesion_belongs_to_the_tooth_on_whose_axis_it_lies_not_the_neighbour_w
     labels[16:24, 11:19, 30:66] = 35  # a premolar, apex at z = 30 (15 mm up)
     labels[25:33, 11:19, 20:66] = 36  # its neighbour's root reaches further down, beside the lesion
     image[np.isin(labels, (35, 36))] = 1800.0
+    labels[19:21, 14:16, 34:62] = Label.ROOT_CANAL_FILLING  # 35 is root-filled: a cause for a lesion
+    image[labels == Label.ROOT_CANAL_FILLING] = 3000.0
     x, y, z = np.ogrid[:50, :30, :70]
     lesion = (x - 20) ** 2 + (y - 15) ** 2 + (z - 23) ** 2 <= 9  # below 35's apex, on its axis
     labels[lesion] = Label.PERIAPICAL_LESION
@@ -304,13 +306,17 @@ def test_a_lesion_belongs_to_the_tooth_on_whose_axis_it_lies_not_the_neighbour_w
     assert [f.fdi for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION] == [35]
 
 
-def _tooth_in_bone(fdi: int = 35, width: int = 8, spacing: float = 0.5):
+def _tooth_in_bone(fdi: int = 35, width: int = 8, spacing: float = 0.5, treated: bool = True):
     """A lower tooth (``width`` voxels wide in x, apex at z = 30) in bone of 1200 HU, noisy
-    (seeded); returns labels, image, the scan info and the voxel grid."""
+    (seeded), root-filled when ``treated`` (a cause for a periapical lesion); returns
+    labels, image, the scan info and the voxel grid."""
     labels = np.zeros((50, 30, 70), np.uint8)
     labels[:, :, :62] = Label.LOWER_JAWBONE
     labels[20 - width // 2 : 20 + width - width // 2, 11:19, 30:66] = fdi
+    if treated:
+        labels[19:21, 14:16, 34:62] = Label.ROOT_CANAL_FILLING
     image = np.where(labels == fdi, 1800.0, np.where(labels > 0, 1200.0, -1000.0)).astype(np.float32)
+    image[labels == Label.ROOT_CANAL_FILLING] = 3000.0
     image += np.random.default_rng(0).normal(0.0, 30.0, image.shape).astype(np.float32)
     scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=[spacing] * 3)
     return labels, image, scan, np.ogrid[:50, :30, :70]
@@ -355,6 +361,55 @@ def test_a_radiolucency_beside_the_root_far_from_its_end_is_not_a_periapical_les
         found[ball & (found != 35)] = Label.PERIAPICAL_LESION
         grey[ball & (found != 35)] = 300.0
         assert list(_lesions(found, grey, scan)) == reported
+
+
+def test_a_radiolucency_at_a_tooth_with_no_cause_for_a_dead_pulp_needs_to_be_big_and_dark():
+    for treated in (True, False):
+        labels, image, scan, (x, y, z) = _tooth_in_bone(treated=treated)
+        ball = (x - 20) ** 2 + (y - 15) ** 2 + (z - 25) ** 2
+        small = ball <= 9  # 3 mm across (14 mm3), a quarter of the bone's grey
+        labels[small] = Label.PERIAPICAL_LESION
+        image[small] = 300.0
+        assert list(_lesions(labels, image, scan)) == ([35] if treated else [])
+        big = ball <= 25  # 5 mm across (65 mm3), as dark as soft tissue
+        labels[big] = Label.PERIAPICAL_LESION
+        image[big] = 100.0
+        assert list(_lesions(labels, image, scan)) == [35]
+
+
+def test_a_lesion_half_outside_the_jaw_is_not_reported():
+    labels, image, scan, (x, y, z) = _tooth_in_bone()
+    ball = (x - 20) ** 2 + (y - 15) ** 2 + (z - 25) ** 2 <= 9
+    labels[ball] = Label.PERIAPICAL_LESION
+    image[ball] = 300.0
+    assert list(_lesions(labels, image, scan)) == [35]
+    beyond = (x >= 22) & (labels == Label.LOWER_JAWBONE)  # the cortical plate ends beside it: lip, not bone
+    labels[beyond] = 0
+    image[beyond] = 40.0
+    assert _lesions(labels, image, scan) == {}
+
+
+def test_the_dark_follicle_around_an_impacted_third_molar_is_not_a_periapical_lesion():
+    phantom = generate_cbct(3001, "small")  # 38 impacted, 37 erupted
+    labels = _as_predicted(phantom.labels)
+    image = phantom.image.copy()
+    statuses = {t.fdi: t.status for t in phantom.ground_truth.teeth}
+    assert statuses[38] is ToothStatus.IMPACTED and statuses[37] is ToothStatus.PRESENT
+    args = dict(scan=phantom.ground_truth.scan, model=MODEL, geometry=phantom.geometry)
+    reported = {}
+    for fdi in (37, 38):
+        one, grey = labels.copy(), image.copy()
+        tooth = np.argwhere(one == fdi)
+        crown = tooth[tooth[:, 2].argmax()]
+        one[tuple(crown)] = Label.CARIES  # a carious spot on it: a cause, were it erupted
+        apex = tooth[tooth[:, 2].argmin()]
+        x, y, z = np.ogrid[tuple(slice(0, n) for n in one.shape)]
+        ball = ((x - apex[0] + 3) ** 2 + (y - apex[1]) ** 2 + (z - apex[2]) ** 2 <= 2) & (one != fdi)
+        one[ball] = Label.PERIAPICAL_LESION  # ~2.5 mm across (10 mm3), at its root end, clear of the canal
+        grey[ball] = 150.0
+        found = extract_findings(one, phantom.spacing, image=grey, **args)
+        reported[fdi] = [f.fdi for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION]
+    assert reported == {37: [26, 37], 38: [26]}  # 26: the phantom's own lesion
 
 
 def test_two_small_lesions_at_one_molar_are_each_reported_not_judged_as_one_long_piece():
