@@ -293,8 +293,12 @@ class _Costs:
         if not (ratio < 0 and crowned):  # a stump under a crown may be small
             cost += 0.5 * (ratio / VOLUME_SIGMA) ** 2
         extent = group[-1].arc_mm[1] - group[0].arc_mm[0]
-        if not crowned:  # a crown's width is not the stump's
-            cost += 0.5 * ((extent - float(self.widths[list(slots)].sum())) / WIDTH_SIGMA_MM) ** 2
+        expected = float(self.widths[list(slots)].sum())
+        # A stump under a crown is narrower than its tooth, so narrow is no evidence
+        # against one crowned tooth; but wider is, and two prepared stumps do not touch,
+        # so a crowned piece taking two positions needs the width of two teeth.
+        if not crowned or len(slots) > 1 or extent > expected:
+            cost += 0.5 * ((extent - expected) / WIDTH_SIGMA_MM) ** 2
         if last > first:
             cost += SPLIT_COST
         if len(slots) > 1:

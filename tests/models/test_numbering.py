@@ -57,6 +57,25 @@ def test_two_teeth_in_one_piece_are_split_in_the_ratio_of_their_widths():
     assert list(numbering[1].at([first.arc_mm[0] + 1.0, second.arc_mm[1] - 1.0])) == [45, 44]
 
 
+def test_a_crowned_piece_as_wide_as_two_teeth_is_two_teeth():
+    """A lower jaw as the pipeline saw it on a tuning phantom (3045 small): one crowned
+    piece 12 mm long holds 43 and 42, and 41 stands right next to it. Narrow is no
+    evidence against a crowned stump, but this wide is."""
+
+    def piece(start, end, volume, votes, crowned=False):
+        return ToothPiece(votes, volume, (start, end), crowned)
+
+    jaw = [
+        piece(6.5, 15.8, 797.5, {48: 0.79, 47: 0.21}), piece(17.0, 25.2, 460.7, {47: 1.0}, True),
+        piece(38.8, 44.5, 206.7, {45: 1.0}, True), piece(52.8, 65.0, 474.1, {43: 0.65, 44: 0.26}, True),
+        piece(66.0, 70.0, 182.5, {41: 0.6, 42: 0.4}), piece(70.8, 75.0, 204.1, {31: 0.66, 41: 0.34}),
+        piece(75.5, 80.2, 243.6, {32: 0.88, 31: 0.12}), piece(81.2, 87.5, 591.8, {33: 0.9, 32: 0.1}),
+        piece(96.8, 101.8, 488.4, {35: 0.7, 34: 0.25}), piece(115.8, 123.8, 775.0, {37: 0.54, 36: 0.46}),
+        piece(131.2, 141.0, 791.2, {38: 1.0}),
+    ]
+    assert _numbers(jaw) == [(48,), (47,), (45,), (43, 42), (41,), (31,), (32,), (33,), (35,), (37,), (38,)]
+
+
 def test_a_third_molar_standing_apart_is_not_read_as_a_missing_second_molar():
     pieces = _jaw({46: 46, 45: 45, 44: 44, 43: 43})
     end = pieces[0].arc_mm[0]
