@@ -21,6 +21,12 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 _AXIS_CODES = (("L", "R"), ("P", "A"), ("I", "S"))  # (negative, positive) in RAS world
 
 
+def left_right_axis(spatial_dims: int) -> int:
+    """Spatial axis of the patient's left-right direction: x of canonical (RAS) volumes,
+    columns of radiographs."""
+    return 0 if spatial_dims == 3 else 1
+
+
 @dataclass(frozen=True, eq=False)
 class Geometry:
     """Canonical and source placement of an array in patient space (LPS, mm).

@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 
 from odontoscan.datasets.errors import ConfigError, ModelError
+from odontoscan.datasets.geometry import left_right_axis
 from odontoscan.datasets.labels import FDI_TEETH
 from odontoscan.models.metadata import ModelMetadata, read_model_dir, read_refiner
 from odontoscan.models.preprocess import preprocess, resample_labels
@@ -100,6 +101,17 @@ class OnnxModel:
         m = self.metadata
         return self.session.run([m.output_name], {m.input_name: np.ascontiguousarray(x)})[0]
 
+    def predict_mirrored(self, x: np.ndarray) -> np.ndarray:
+        """Logits of a batch ``[B, 1, *spatial]`` averaged with those of its left-right
+        mirror image, mirrored back: test-time flip. Only for a model whose classes have
+        no sides (a refiner: every tooth one class, both canals one); it costs a second
+        pass and, on tuning phantoms, made tooth Dice 0.005-0.008 higher and dropped most
+        false caries."""
+        axis = 2 + left_right_axis(self.metadata.spatial_dims)
+        out = self.predict_logits_patch(x)
+        mirrored = self.predict_logits_patch(np.ascontiguousarray(np.flip(x, axis)))
+        return 0.5 * (out + np.flip(mirrored, axis))
+
     def segment(
         self,
         array: np.ndarray,
@@ -120,7 +132,8 @@ class OnnxModel:
 
         ``array`` is a scan in canonical index order with voxel size ``spacing`` (mm).
         ``roi`` limits inference to a box of scan voxels (everything outside is
-        background). A model with a refiner runs it on the dental region it found
+        background). A model with a refiner runs it, with a test-time flip
+        (:meth:`predict_mirrored`), on the dental region it found
         (:mod:`odontoscan.models.refine`) unless ``postprocess`` is false. Peak memory beyond the input and the
         output label maps: the preprocessed image (float32), a label map at the model's
         spacing and the blending buffers of :mod:`odontoscan.models.sliding_window`.
@@ -168,7 +181,7 @@ class OnnxModel:
         image = preprocess(region[dental], spacing, fine_meta.preprocess)
         clock.lap("preprocess")
         fine_lut = np.asarray(fine_meta.classes, dtype=labels.dtype)
-        fine = fine_model._segment_preprocessed(image, fine_lut, overlap=0.25, batch_size=2)
+        fine = fine_model._segment_preprocessed(image, fine_lut, overlap=0.25, batch_size=2, mirror=True)
         del image
         clock.lap("inference")
         coarse = resample_labels(labels[dental], spacing, fine_spacing, shape=fine.shape)
@@ -180,8 +193,11 @@ class OnnxModel:
         """The FDI numbers this model can output."""
         return [c for c in self.metadata.output_classes if c in FDI_TEETH]
 
-    def _segment_preprocessed(self, image: np.ndarray, lut: np.ndarray, *, overlap: float, batch_size: int) -> np.ndarray:
-        """Sliding-window label map (DESIGN ids) of a preprocessed image, same shape."""
+    def _segment_preprocessed(
+        self, image: np.ndarray, lut: np.ndarray, *, overlap: float, batch_size: int, mirror: bool = False
+    ) -> np.ndarray:
+        """Sliding-window label map (DESIGN ids) of a preprocessed image, same shape;
+        ``mirror``: average each window's logits with its mirror image's (see :meth:`predict_mirrored`)."""
         m = self.metadata
         patch = [int(p) for p in m.patch_size]
         shape = image.shape
@@ -190,7 +206,8 @@ class OnnxModel:
             image = np.pad(image, [(0, p - n) for n, p in zip(shape, padded_shape)], mode="constant")
         labels = np.zeros(padded_shape, dtype=lut.dtype)
         for start, stop, logits in blend_slabs(
-            image, self.predict_logits_patch, patch, num_classes=self.num_classes, overlap=overlap, batch_size=batch_size
+            image, self.predict_mirrored if mirror else self.predict_logits_patch, patch,
+            num_classes=self.num_classes, overlap=overlap, batch_size=batch_size,
         ):
             labels[..., start:stop] = lut[np.argmax(logits, axis=0)]
         return labels[tuple(slice(0, n) for n in shape)]

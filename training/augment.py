@@ -28,6 +28,7 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from odontoscan.datasets.geometry import left_right_axis
 from odontoscan.training.config import TrainConfig
 from odontoscan.training.labels import mirrored_channels
 
@@ -64,11 +65,6 @@ class RandFlipLeftRightd(RandomizableTransform, MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         self.randomize(None)
         return self.flip(data) if self._do_transform else dict(data)
-
-
-def left_right_axis(spatial_dims: int) -> int:
-    """Spatial axis of the patient's left-right direction: x of RAS volumes, columns of radiographs."""
-    return 0 if spatial_dims == 3 else 1
 
 
 MAX_INDICES_PER_CLASS = 200_000  # candidate patch centres kept per class (a uniform subsample)

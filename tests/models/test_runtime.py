@@ -118,3 +118,18 @@ def test_slivers_of_a_tooth_number_on_another_tooth_join_that_tooth(tmp_path):
     assert (labels[24:36, 24:36] == 12).all()
     raw = OnnxModel(tmp_path, threads=1).segment(image, (0.4, 0.4), postprocess=False)
     assert (raw[9:11, 15] == 12).all()
+
+
+def test_a_mirrored_pass_averages_each_window_with_its_left_right_mirror_image(tmp_path):
+    threshold_model_dir(tmp_path / "cbct", classes=[0, 11])
+    model = OnnxModel(tmp_path / "cbct", threads=1)
+    x = np.random.default_rng(2).random((2, 1, 8, 6, 4), dtype=np.float32)
+    # a network that answers each voxel alike, whichever way the patient faces: unchanged
+    np.testing.assert_allclose(model.predict_mirrored(x), model.predict_logits_patch(x), rtol=1e-6)
+    model.predict_logits_patch = lambda batch: batch * np.arange(8.0)[:, None, None]  # favours the patient's left (x)
+    np.testing.assert_allclose(model.predict_mirrored(x), x * 3.5, rtol=1e-6)  # evened out: (i + 7 - i) / 2
+    write_model_dir(pointwise_model([0.0, 1.0], [0.0, 0.0], spatial_dims=2), metadata_for([0, 11], patch_size=(16, 16), task="radiograph"), tmp_path / "pano")
+    radiograph = OnnxModel(tmp_path / "pano", threads=1)
+    radiograph.predict_logits_patch = lambda batch: batch * np.arange(6.0)  # radiographs: left-right is the columns
+    image = np.random.default_rng(3).random((1, 1, 4, 6), dtype=np.float32)
+    np.testing.assert_allclose(radiograph.predict_mirrored(image), image * 2.5, rtol=1e-6)
