@@ -121,13 +121,16 @@ def test_slivers_of_a_tooth_number_on_another_tooth_join_that_tooth(tmp_path):
 
 
 def test_a_mirrored_pass_averages_each_window_with_its_left_right_mirror_image(tmp_path):
-    threshold_model_dir(tmp_path / "cbct", classes=[0, 11])
+    threshold_model_dir(tmp_path / "cbct", classes=[0, 11, 201])
     model = OnnxModel(tmp_path / "cbct", threads=1)
     x = np.random.default_rng(2).random((2, 1, 8, 6, 4), dtype=np.float32)
     # a network that answers each voxel alike, whichever way the patient faces: unchanged
     np.testing.assert_allclose(model.predict_mirrored(x), model.predict_logits_patch(x), rtol=1e-6)
-    model.predict_logits_patch = lambda batch: batch * np.arange(8.0)[:, None, None]  # favours the patient's left (x)
-    np.testing.assert_allclose(model.predict_mirrored(x), x * 3.5, rtol=1e-6)  # evened out: (i + 7 - i) / 2
+    ramp = np.arange(8.0)[:, None, None]  # a network favouring the patient's left (x) for teeth and lesions
+    model.predict_logits_patch = lambda batch: np.concatenate([0 * batch, batch * ramp, batch * ramp], axis=1)
+    logits = model.predict_mirrored(x)
+    np.testing.assert_allclose(logits[:, 1:2], x * 3.5, rtol=1e-6)  # teeth evened out: (i + 7 - i) / 2
+    np.testing.assert_allclose(logits[:, 2:3], x * np.maximum(ramp, 7 - ramp), rtol=1e-6)  # a lesion seen in either pass
     write_model_dir(pointwise_model([0.0, 1.0], [0.0, 0.0], spatial_dims=2), metadata_for([0, 11], patch_size=(16, 16), task="radiograph"), tmp_path / "pano")
     radiograph = OnnxModel(tmp_path / "pano", threads=1)
     radiograph.predict_logits_patch = lambda batch: batch * np.arange(6.0)  # radiographs: left-right is the columns
