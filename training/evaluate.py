@@ -102,6 +102,7 @@ class CaseResult(BaseModel):
     case_id: str
     scores: dict[int, ClassScore]
     seconds: float
+    mistakes: list[str] = Field(default_factory=list)  # the findings' errors in this case (with ground truth)
 
 
 class ClassSummary(BaseModel):
@@ -181,6 +182,10 @@ def render_markdown(report: EvaluationReport) -> str:
     if report.findings:
         lines += ["", "## Findings", "", "| Metric | Value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in report.findings.items()]
+    wrong = [case for case in report.cases if case.mistakes]
+    if wrong:
+        lines += ["", "## Mistakes per case", ""]
+        lines += [f"- {case.case_id}: {'; '.join(case.mistakes)}" for case in wrong]
     return "\n".join(lines) + "\n"
 
 
@@ -285,11 +290,14 @@ def evaluate_model(
         seconds = time.perf_counter() - started
         truth = to_model_space(case.labels, m.output_classes, m.output_merge)
         scores = score_case(pred, truth, m.output_classes[1:], case.spacing)
-        results.append(CaseResult(case_id=case.case_id, scores=scores, seconds=seconds))
+        mistakes: list[str] = []
         if case.truth is not None:
             found = extract_findings(pred, case.spacing, scan=case.truth.scan, model=model_info(m), image=case.image, geometry=case.geometry)
             counts = counts or FindingCounts()
-            counts.add(compare(found, case.truth))
+            one = compare(found, case.truth)
+            counts.add(one)
+            mistakes = one.mistakes
+        results.append(CaseResult(case_id=case.case_id, scores=scores, seconds=seconds, mistakes=mistakes))
         log.info("evaluated %s in %.1f s", case.case_id, seconds)
     report = summarise(results, m.label_names, model=m.model_key, model_sha256=m.sha256, data=data)
     if counts is not None:
@@ -309,7 +317,9 @@ def evaluate_outputs(pred_dir: str | Path, truth_dir: str | Path, out_dir: str |
     for name, pred_file, truth_file in find_pairs(pred_dir, truth_dir):
         pred, truth = load_findings(pred_file), load_findings(truth_file)
         model = model or f"{pred.model.name}@{pred.model.version}"
-        counts.add(compare(pred, truth))
+        one = compare(pred, truth)
+        counts.add(one)
+        scores: dict[int, ClassScore] = {}
         pred_labels, truth_labels = pred_file.parent / "labels.nii.gz", truth_file.parent / "labels.nii.gz"
         if pred_labels.is_file() and truth_labels.is_file():
             p, t = load_scan(pred_labels), load_scan(truth_labels)
@@ -318,7 +328,8 @@ def evaluate_outputs(pred_dir: str | Path, truth_dir: str | Path, out_dir: str |
             b = np.where(teeth > 0, teeth, b)
             if a.shape == b.shape:
                 ids = [int(k) for k in np.union1d(np.unique(a), np.unique(b)) if 0 < k < PULP_OFFSET]
-                results.append(CaseResult(case_id=name, scores=score_case(a, b, ids, p.spacing), seconds=0.0))
+                scores = score_case(a, b, ids, p.spacing)
+        results.append(CaseResult(case_id=name, scores=scores, seconds=0.0, mistakes=one.mistakes))
     from odontoscan.datasets.labels import label_names
 
     report = summarise(results, label_names(), model=model or "unknown", model_sha256=None, data=f"outputs in {pred_dir} vs {truth_dir}")

@@ -43,10 +43,13 @@ class FindingCounts:
     predicted: dict[str, int] = field(default_factory=dict)  # kind -> predicted findings
     correct: dict[str, int] = field(default_factory=dict)  # kind -> predicted findings matched
     errors: dict[str, list[float]] = field(default_factory=dict)  # "kind.measurement" -> |pred - truth|
+    # what was wrong, readably: "chart 27: present -> missing", "missed caries 36", "false periapical_lesion 11"
+    mistakes: list[str] = field(default_factory=list)
 
     def add(self, other: FindingCounts) -> None:
         for name in ("teeth", "teeth_correct", "missing_tp", "missing_fp", "missing_fn"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.mistakes.extend(other.mistakes)
         for name in ("truth", "found", "predicted", "correct"):
             mine = getattr(self, name)
             for kind, n in getattr(other, name).items():
@@ -83,14 +86,18 @@ def compare(pred: Findings, truth: Findings, match_mm: float = MATCH_MM) -> Find
         counts.missing_tp += pred_missing and true_missing
         counts.missing_fp += pred_missing and not true_missing
         counts.missing_fn += true_missing and not pred_missing
+        if tooth.status is not expected:
+            counts.mistakes.append(f"chart {tooth.fdi}: {expected.value} -> {tooth.status.value}")
     kinds = {f.kind.value for f in truth.findings} | {f.kind.value for f in pred.findings}
-    for kind in kinds:
+    for kind in sorted(kinds):
         truths = [f for f in truth.findings if f.kind.value == kind]
         preds = [f for f in pred.findings if f.kind.value == kind]
         pairs = _match(preds, truths, match_mm)
         counts.truth[kind] = len(truths)
         counts.predicted[kind] = len(preds)
         counts.found[kind] = counts.correct[kind] = len(pairs)
+        counts.mistakes += [f"missed {kind} {_tooth(t)}" for t in truths if not any(t is b for _, b in pairs)]
+        counts.mistakes += [f"false {kind} {_tooth(f)}" for f in preds if not any(f is a for a, _ in pairs)]
         for p, t in pairs:
             for name, measured in t.measurements.items():
                 other = p.measurements.get(name)
@@ -110,6 +117,10 @@ def _match(preds: list[Finding], truths: list[Finding], match_mm: float) -> list
             pairs.append((p, best))
             free.remove(best)
     return pairs
+
+
+def _tooth(finding: Finding) -> str:
+    return str(finding.fdi) if finding.fdi is not None else "(no tooth)"
 
 
 def _distance(a: Finding, b: Finding) -> float:

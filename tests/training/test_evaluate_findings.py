@@ -59,6 +59,10 @@ def test_errors_are_counted_exactly():
     assert metrics["caries_sensitivity"] == 0.5 and metrics["caries_precision"] == 0.5
     assert metrics["periapical_lesion_precision"] == 0.0 and "periapical_lesion_sensitivity" not in metrics
     assert metrics["canal_proximity.distance_mm_mae"] == pytest.approx(0.75)
+    assert compare(pred, TRUTH).mistakes == [  # what a developer reads to see why
+        "chart 27: present -> missing", "chart 28: missing -> present",
+        "missed caries 36", "false caries 46", "false periapical_lesion 11",
+    ]
 
 
 def test_evaluate_outputs_on_folders(tmp_path):
@@ -73,5 +77,9 @@ def test_evaluate_outputs_on_folders(tmp_path):
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["findings"]["tooth_status_accuracy"] == pytest.approx(31 / 32)
     assert "tooth_status_accuracy" in (tmp_path / "out" / "report.md").read_text()
+    expected = ["chart 28: present -> missing", "false canal_proximity 38", "false canal_proximity 48",
+                "false caries 36", "false caries (no tooth)"]
+    assert [(case["case_id"], case["mistakes"]) for case in saved["cases"]] == [("a", expected), ("b", expected)]
+    assert f"- a: {'; '.join(expected)}" in (tmp_path / "out" / "report.md").read_text()
     with pytest.raises(ConfigError, match="No case to compare"):
         evaluate_outputs(tmp_path / "gt", tmp_path / "pred", tmp_path / "out2")
