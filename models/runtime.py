@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 THREADS_ENV = "ODONTOSCAN_ORT_THREADS"
 # Test-time flip (OnnxModel.predict_mirrored): periapical lesions seen in either pass
 # are kept. Averaged, a lesion one pass paints faintly shrinks below what is reported
-# (tuning phantoms: 3 of 50 lesions lost, against 3 more false ones kept this way);
+# (tuning phantoms: 2 of 50 lesions lost, against 3 more false ones kept this way);
 # a missed lesion costs a screening reader more than a false one they can dismiss.
 EITHER_PASS = (Label.PERIAPICAL_LESION,)
 Box = tuple[slice, ...]  # region of interest: one slice per array axis, in scan voxels
