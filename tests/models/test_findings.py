@@ -322,6 +322,16 @@ def _tooth_in_bone(fdi: int = 35, width: int = 8, spacing: float = 0.5, treated:
     return labels, image, scan, np.ogrid[:50, :30, :70]
 
 
+def _paint_apical_lesion(labels, image, grid) -> np.ndarray:
+    """A 3 mm lesion (a quarter of the bone's grey) 2.5 mm below the apex of
+    :func:`_tooth_in_bone`'s tooth, painted into ``labels`` and ``image``; returns its mask."""
+    x, y, z = grid
+    ball = (x - 20) ** 2 + (y - 15) ** 2 + (z - 25) ** 2 <= 9
+    labels[ball] = Label.PERIAPICAL_LESION
+    image[ball] = 300.0
+    return ball
+
+
 def _lesions(labels, image, scan, spacing: float = 0.5) -> dict[int, float]:
     found = extract_findings(labels, (spacing,) * 3, scan=scan, model=MODEL, image=image)
     return {f.fdi: f.measurements["volume_mm3"].value for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION}
@@ -337,9 +347,7 @@ def test_a_lesion_label_drawn_wider_than_the_lesion_is_still_reported():
 
 def test_air_or_a_stretch_of_the_canal_labelled_lesion_is_not_reported():
     labels, image, scan, (x, y, z) = _tooth_in_bone()
-    ball = (x - 20) ** 2 + (y - 15) ** 2 + (z - 25) ** 2 <= 9
-    labels[ball] = Label.PERIAPICAL_LESION
-    image[ball] = 300.0
+    ball = _paint_apical_lesion(labels, image, (x, y, z))
     assert list(_lesions(labels, image, scan)) == [35]
     air = image.copy()
     air[ball] = -700.0  # darker than any soft tissue: an air pocket, not a lesion
@@ -379,9 +387,7 @@ def test_a_radiolucency_at_a_tooth_with_no_cause_for_a_dead_pulp_needs_to_be_big
 
 def test_a_lesion_half_outside_the_jaw_is_not_reported():
     labels, image, scan, (x, y, z) = _tooth_in_bone()
-    ball = (x - 20) ** 2 + (y - 15) ** 2 + (z - 25) ** 2 <= 9
-    labels[ball] = Label.PERIAPICAL_LESION
-    image[ball] = 300.0
+    _paint_apical_lesion(labels, image, (x, y, z))
     assert list(_lesions(labels, image, scan)) == [35]
     beyond = (x >= 22) & (labels == Label.LOWER_JAWBONE)  # the cortical plate ends beside it: lip, not bone
     labels[beyond] = 0
