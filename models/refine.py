@@ -16,7 +16,9 @@ label maps on the fine grid:
   refiner that also learnt where teeth touch (``TOOTH_CONTACT``), the teeth are first
   cut apart along those contacts (and peeled by ``CORE_EROSION`` voxels, so a contact
   the model drew with a gap does not leave two teeth joined; a separate part the
-  peeling would wipe out, such as a crowned stump, stays whole), each jaw's pieces are
+  peeling would wipe out, such as a crowned stump, stays whole; a tooth's restoration
+  and root-canal filling are peeled as part of it, or a filled lower incisor, a thin
+  wall around its filling, would keep no core and vanish), each jaw's pieces are
   numbered as a sequence along the arch from the coarse numbers they hold, their
   sizes and the gaps between them (:mod:`odontoscan.models.numbering`: a run of teeth
   the coarse model shifted into a gap gets its own numbers back, a tooth in two pieces
@@ -59,6 +61,7 @@ REFINED_IDS: tuple[int, ...] = (
     int(Label.RESTORATION),
     int(Label.ROOT_CANAL_FILLING),
 )
+FILLINGS = (int(Label.RESTORATION), int(Label.ROOT_CANAL_FILLING))  # inside a tooth: the fine model paints them, not the tooth
 MARGIN_MM = 8.0
 CORE_EROSION = 2  # voxels peeled off the teeth before cutting them into pieces
 THIN_CORE_SHARE = 0.05  # a separate tooth part keeping less than this share of its voxels when peeled is not peeled...
@@ -96,7 +99,8 @@ def merge_refined(
     tooth, contact, canal = fine == TOOTH, fine == TOOTH_CONTACT, fine == CANAL
     coarse_teeth = np.isin(coarse, FDI_TEETH)
     if (tooth.any() or contact.any()) and coarse_teeth.any():
-        numbers = _number_teeth(coarse, coarse_teeth, tooth, contact, np.isin(fine, (Label.CROWN, Label.BRIDGE)), spacing)
+        crown, filled = np.isin(fine, (Label.CROWN, Label.BRIDGE)), np.isin(fine, FILLINGS)
+        numbers = _number_teeth(coarse, coarse_teeth, tooth, contact, crown, filled, spacing)
         out[tooth | contact] = numbers[tooth | contact]
     if canal.any():
         out[canal] = _canal_sides(coarse, canal, spacing)[canal]
@@ -109,17 +113,20 @@ def _number_teeth(
     tooth: np.ndarray,
     contact: np.ndarray,
     crown: np.ndarray,
+    filled: np.ndarray,
     spacing: tuple[float, ...],
 ) -> np.ndarray:
     """FDI numbers for the fine ``tooth`` and ``contact`` voxels (0 elsewhere), as the
-    module docstring describes."""
+    module docstring describes; ``filled``: restoration and root-canal filling voxels,
+    peeled and cut as part of their tooth."""
     teeth = tooth | contact
-    nearest = _nearest(coarse, coarse_teeth, spacing, where=teeth)
+    nearest = _nearest(coarse, coarse_teeth, spacing, where=teeth | filled)
     numbers = np.where(teeth, nearest, 0).astype(coarse.dtype)
     if not contact.any():
         return numbers
-    core = ndimage.binary_erosion(tooth, iterations=CORE_EROSION)
-    parts, count = ndimage.label(tooth)  # a part the peeling (nearly) wipes out, e.g. a crowned stump, stays as it is
+    solid = tooth | filled
+    core = ndimage.binary_erosion(solid, iterations=CORE_EROSION)
+    parts, count = ndimage.label(solid)  # a part the peeling (nearly) wipes out, e.g. a crowned stump, stays as it is
     size = np.bincount(parts.ravel(), minlength=count + 1)
     thin = np.bincount(parts[core], minlength=count + 1) < THIN_CORE_SHARE * size
     thin &= size * float(np.prod(spacing)) >= THIN_PART_MIN_MM3  # specks still join their nearest piece

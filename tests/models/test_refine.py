@@ -5,7 +5,7 @@ import pytest
 from helpers.onnx_models import metadata_for, pointwise_model
 
 from odontoscan.datasets.errors import ModelError
-from odontoscan.datasets.labels import TOOTH_CONTACT
+from odontoscan.datasets.labels import TOOTH_CONTACT, Label
 from odontoscan.models.metadata import ModelMetadata, RefinerRef, read_model_dir, write_model_dir
 from odontoscan.models.refine import dental_region, merge_refined
 from odontoscan.models.runtime import OnnxModel
@@ -62,6 +62,16 @@ def test_a_thin_tooth_part_the_peeling_would_wipe_out_keeps_its_own_number():
     assert (merged[56:74, 4:12, 4:7] == 47).all()  # not 46, whose peeled core is nearest
     assert (merged[32:54, 4:12, 4:12] == 46).all()
     assert (merged[76:78, 6:8, 6:8] == 47).all()  # a speck joins its nearest piece: no stray 48
+
+
+def test_a_tooth_whose_filling_leaves_only_a_thin_wall_keeps_its_own_number():
+    coarse, fine = _touching_row()
+    fine[17:19, 4:12, 11] = 11  # the 44 | 45 contact not drawn along the top layer: the two touch there
+    fine[20:30, 5:11, 4:12] = Label.RESTORATION  # 45 a one-voxel wall around its filling
+    merged = merge_refined(coarse, fine, SPACING)
+    assert (merged[4:17, 4:12, 4:11] == 44).all()
+    assert (merged[19:31, 4:12, 4:12][fine[19:31, 4:12, 4:12] == 11] == 45).all()  # its wall is not shared out between 44 and 46
+    assert (merged[20:30, 5:11, 4:12] == Label.RESTORATION).all()
 
 
 def test_two_teeth_the_contacts_do_not_separate_are_split_between_their_numbers():
