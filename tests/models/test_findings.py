@@ -337,6 +337,16 @@ def _lesions(labels, image, scan, spacing: float = 0.5) -> dict[int, float]:
     return {f.fdi: f.measurements["volume_mm3"].value for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION}
 
 
+@pytest.mark.parametrize("painted, reported", [((slice(17, 23), slice(12, 18), slice(62, 66)), 18.0), ((slice(18, 22), slice(12, 16), 65), None)])
+def test_a_restoration_is_a_filled_cavity_not_a_speck_of_bright_enamel(painted, reported):
+    labels, image, scan, _ = _tooth_in_bone(treated=False)
+    labels[painted] = Label.RESTORATION  # a 3 x 3 x 2 mm occlusal filling, or one layer of 2 x 2 mm on the crown
+    image[painted] = 2600.0
+    found = extract_findings(labels, (0.5,) * 3, scan=scan, model=MODEL, image=image)
+    volumes = [f.measurements["volume_mm3"].value for f in found.findings if f.kind is FindingKind.RESTORATION]
+    assert volumes == ([reported] if reported else [])
+
+
 def test_a_lesion_label_drawn_wider_than_the_lesion_is_still_reported():
     labels, image, scan, (x, y, z) = _tooth_in_bone()
     ball = (x - 20) ** 2 + (y - 15) ** 2 + (z - 25) ** 2
