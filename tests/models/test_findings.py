@@ -74,6 +74,20 @@ def test_bone_loss_is_found_against_the_teeth_of_the_same_type():
     assert metrics["bone_loss.cej_to_crest_mm_mae"] < 1.0
 
 
+def test_a_stray_speck_of_bone_label_beside_a_crown_does_not_hide_its_bone_loss():
+    phantom = generate_cbct(2001, "small")  # 45 has lost bone: its crest 5.2 mm below the CEJ
+    labels = _as_predicted(phantom.labels)
+    tooth = labels == 45
+    level = np.argwhere(tooth)[:, 2].max() - 2  # just below the crown tip (z is up)
+    beside = ndimage.binary_dilation(tooth) & (labels == 0)
+    beside[..., :level] = beside[..., level + 1 :] = False
+    labels[tuple(np.argwhere(beside)[0])] = Label.LOWER_JAWBONE  # one voxel the model mistook for bone
+    found = extract_findings(labels, phantom.spacing, scan=phantom.ground_truth.scan, model=MODEL,
+                             image=phantom.image, geometry=phantom.geometry)
+    loss = [f for f in found.findings if f.kind is FindingKind.BONE_LOSS and f.fdi == 45]
+    assert len(loss) == 1 and loss[0].measurements["cej_to_crest_mm"].value > 4.0
+
+
 def test_findings_carry_locations_slices_and_units(cbct):
     phantom, found = cbct
     assert len({f.id for f in found.findings}) == len(found.findings)
