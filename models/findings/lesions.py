@@ -92,10 +92,11 @@ CARIES_AIR = 0.35  # ... but a piece whose darker quarter is darker than this is
 CARIES_RING_FRACTION = 0.85  # enamel caries: darker than the tooth within CARIES_RING_VOXELS around it
 CARIES_RING_VOXELS = 2
 CARIES_SURFACE_SHARE = 0.05
-# A true caries piece the model sealed in tooth lies within 1.4 mm of the outside, the
-# dark specks inside a tooth 1.6 mm and deeper (72 tuning phantoms at 0.8 mm); at 0.3 mm
-# (12 phantoms) one true piece lay 0.8 mm deep, false ones 0.4 and 1.0 mm.
-CARIES_SURFACE_MM = 1.2
+# The model seals a cavity's mouth with one or two voxels of tooth: at 0.8 mm, true caries
+# pieces lay up to 1.6 mm from the outside (4 of 96 tuning phantoms at 1.6 mm, beside
+# 2 false ones), the dark specks of pulp mostly deeper (1.8 to 3.4 mm); at 0.3 mm (12
+# phantoms) one true piece lay 0.8 mm deep, false ones 0.4 and 1.0 mm.
+CARIES_SURFACE_MM = 1.6
 CARIES_OFF_TOOTH_SHARE = 0.8
 
 
