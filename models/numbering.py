@@ -17,7 +17,8 @@ costs least, by dynamic programming over the 16 positions of the jaw in arch ord
 * cost: how far the positions are from the ones the network voted for, how far the
   volume and the extent along the arch are from the position's tooth type (textbook
   sizes scaled to this patient), and, between neighbours, how far the gap between
-  them is from the width of the positions skipped (none skipped: about no gap);
+  them is from the room of the positions skipped (none skipped: about no gap); an
+  implant standing between two teeth takes a position, so they must skip one;
 * then once more with each tooth's place along the arch counted from the midline the
   first answer puts it at (the median over its teeth): a run the network shifted by
   one stands a tooth's width from where its numbers belong.
@@ -55,6 +56,7 @@ OVERLAP_SHARE = 0.6  # pieces overlapping along the arch by this share of the sh
 MIN_EXTENT_MM = 0.5  # the shortest extent a piece counts with
 MIN_TOOTH_EXTENT_MM = 2.0  # a tooth is at least this long along the arch
 EXTENT_SHARE = 0.25  # of its largest piece: smaller pieces of a tooth do not count for its extent
+IMPLANT_SLOT_COST = 8.0  # teeth leaving no position for an implant that stands between them
 CONFIDENT_SHARE = 0.6  # pieces voted this clearly for one number set this patient's scale
 
 
@@ -105,9 +107,11 @@ class Numbering:
         return np.where(np.asarray(arc_mm) < self.cut_mm, self.numbers[0], self.numbers[1])
 
 
-def number_along_arch(pieces: Sequence[ToothPiece], upper: bool) -> list[Numbering]:
+def number_along_arch(pieces: Sequence[ToothPiece], upper: bool, implants_mm: Sequence[float] = ()) -> list[Numbering]:
     """The numbering of each piece of one jaw (same order as ``pieces``). See the module
-    docstring.
+    docstring. ``implants_mm``: where along the arch this jaw's implants stand; each
+    takes a position of its own, so the teeth either side of one leave at least one
+    position empty between them.
 
     Pieces the network gave the same number and that follow each other along the arch
     count as one tooth; a tooth below ``MINOR_SHARE`` of the smallest tooth type takes
@@ -121,7 +125,7 @@ def number_along_arch(pieces: Sequence[ToothPiece], upper: bool) -> list[Numberi
     width_scale, volume_scale = _patient_scale(teeth)
     smallest = min(expected_volume(f) for f in order) * volume_scale
     major = [k for k, t in enumerate(teeth) if t.volume_mm3 >= MINOR_SHARE * smallest and _extent(t) >= MIN_TOOTH_EXTENT_MM]
-    numbers = _solve([teeth[k] for k in major], order, width_scale, volume_scale) if major else None
+    numbers = _solve([teeth[k] for k in major], order, width_scale, volume_scale, implants_mm) if major else None
     if numbers is None:  # no numbering fits (more teeth than positions): the network's votes
         return [Numbering((_top(p),)) for p in pieces]
     by_tooth = {k: _numbering(teeth[k], fdis) for k, fdis in zip(major, numbers)}
@@ -134,10 +138,12 @@ def number_along_arch(pieces: Sequence[ToothPiece], upper: bool) -> list[Numberi
     return out
 
 
-def _solve(teeth: Sequence[ToothPiece], order: tuple[int, ...], width_scale: float, volume_scale: float) -> list[tuple[int, ...]] | None:
+def _solve(
+    teeth: Sequence[ToothPiece], order: tuple[int, ...], width_scale: float, volume_scale: float, implants_mm: Sequence[float] = ()
+) -> list[tuple[int, ...]] | None:
     """Numbers of each of ``teeth`` (arch order): solved once, then again with the
     midline where most teeth of the first answer put it (a shifted run stands out)."""
-    costs = _Costs(teeth, order, width_scale, volume_scale)
+    costs = _Costs(teeth, order, width_scale, volume_scale, implants_mm=implants_mm)
     units = costs.solve()
     if units is None:
         return None
@@ -148,10 +154,10 @@ def _solve(teeth: Sequence[ToothPiece], order: tuple[int, ...], width_scale: flo
         if b == a + 1 and t == s + 1
     ]
     pitch = float(np.median(pitches)) if pitches else width_scale
-    costs = _Costs(teeth, order, width_scale, volume_scale, pitch=pitch)
+    costs = _Costs(teeth, order, width_scale, volume_scale, pitch=pitch, implants_mm=implants_mm)
     midlines = [costs.midline(*unit) for unit in units if not any(order[s] % 10 == 8 for s in unit[2])]
     if midlines:
-        units = _Costs(teeth, order, width_scale, volume_scale, float(np.median(midlines)), pitch).solve() or units
+        units = _Costs(teeth, order, width_scale, volume_scale, float(np.median(midlines)), pitch, implants_mm).solve() or units
     out: list[tuple[int, ...]] = [()] * len(teeth)
     for first, last, slots in units:
         for k in range(first, last + 1):
@@ -262,11 +268,14 @@ class _Costs:
         volume_scale: float,
         midline_mm: float | None = None,
         pitch: float | None = None,
+        implants_mm: Sequence[float] = (),
     ):
         self.pieces, self.order, self.midline_mm = pieces, order, midline_mm
+        self.implants_mm = np.sort(np.asarray(implants_mm, dtype=float))
         self.slot_of = {fdi: slot for slot, fdi in enumerate(order)}
         self.widths = np.array([size_of(f).width for f in order]) * width_scale
         textbook = np.array([size_of(f).width for f in order])
+        self.textbook, self.width_scale = textbook, width_scale
         self.edges = np.concatenate([[0.0], np.cumsum(textbook)]) - textbook[: len(order) // 2].sum()  # mm from the midline
         self.pitch = pitch if pitch is not None else width_scale
         self.volumes = np.array([expected_volume(f) for f in order]) * volume_scale
@@ -311,15 +320,29 @@ class _Costs:
     def _gap(self, before: int, after: int, last_slot: int, next_slot: int) -> float:
         """Cost of the gap between piece ``before`` and piece ``after`` when the
         positions between ``last_slot`` and ``next_slot`` are left empty (neighbours may
-        overlap along the arch: crowding, tilted roots)."""
+        overlap along the arch: crowding, tilted roots).
+
+        The space an empty position leaves is its room in the row (its textbook width
+        times this patient's tooth pitch) plus the margins of the teeth either side:
+        a tooth's extent fills only ``width_scale / pitch`` of its room (~77% on the
+        phantoms), so a missing 16 leaves ~12 mm, not 16's extent of ~8 mm."""
+        if self._implants(self.pieces[before].centre_mm, self.pieces[after].centre_mm) > next_slot - last_slot - 1:
+            return IMPLANT_SLOT_COST
         gap = self.pieces[after].arc_mm[0] - self.pieces[before].arc_mm[1]
-        expected = float(self.widths[last_slot + 1 : next_slot].sum())
+        expected = 0.0
+        if next_slot > last_slot + 1:
+            margin = max(self.pitch - self.width_scale, 0.0) * 0.5 * (self.textbook[last_slot] + self.textbook[next_slot])
+            expected = float(self.pitch * self.textbook[last_slot + 1 : next_slot].sum() + margin)
         if self.order[last_slot] % 10 == 8 or self.order[next_slot] % 10 == 8:
             gap = min(gap, expected)  # third molars often stand apart (impacted, erupting)
         elif expected == 0.0:
             gap = max(gap, 0.0)
         sigma = GAP_SIGMA_MM * (CROWNED_GAP_FACTOR if self.pieces[before].crowned or self.pieces[after].crowned else 1.0)
         return min(0.5 * ((gap - expected) / sigma) ** 2, GAP_COST_CAP)
+
+    def _implants(self, start_mm: float, end_mm: float) -> int:
+        """How many implants stand between ``start_mm`` and ``end_mm`` along the arch."""
+        return int(np.count_nonzero((self.implants_mm > start_mm) & (self.implants_mm < end_mm)))
 
     def solve(self) -> list[tuple[int, int, tuple[int, ...]]] | None:
         """The least-cost numbering as units ``(first piece, last piece, positions)`` in
@@ -341,6 +364,8 @@ class _Costs:
                     cost = self._unit(k, end - 1, slots)
                     if k == 0:
                         total, prev = cost, -1
+                        if self._implants(-np.inf, self.pieces[0].centre_mm) > start_slot:
+                            total += IMPLANT_SLOT_COST
                     else:
                         options = [
                             (best[k][s] + self._gap(k - 1, k, s, start_slot), s) for s in range(start_slot) if np.isfinite(best[k][s])
@@ -354,8 +379,10 @@ class _Costs:
                         back[(end, slots[-1])] = (k, prev, slots)
         if not np.isfinite(best[n]).any():
             return None
+        behind = self._implants(self.pieces[-1].centre_mm, np.inf)
+        final = best[n] + np.where(m - 1 - np.arange(m) < behind, IMPLANT_SLOT_COST, 0.0)
         out: list[tuple[int, int, tuple[int, ...]]] = []
-        end, slot = n, int(np.argmin(best[n]))
+        end, slot = n, int(np.argmin(final))
         while end > 0:
             k, prev, slots = back[(end, slot)]
             out.append((k, end - 1, slots))

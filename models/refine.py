@@ -42,6 +42,7 @@ from scipy import ndimage
 
 from odontoscan.datasets.labels import FDI_TEETH, TOOTH_CONTACT, Label, is_upper
 from odontoscan.datasets.panoramic import arch_from_labels, tooth_centroids
+from odontoscan.models.findings.chart import MIN_OBJECT_SIZE
 from odontoscan.models.numbering import ToothPiece, arch_position, number_along_arch
 from odontoscan.models.teeth import tidy_teeth
 
@@ -100,7 +101,7 @@ def merge_refined(
     coarse_teeth = np.isin(coarse, FDI_TEETH)
     if (tooth.any() or contact.any()) and coarse_teeth.any():
         crown, filled = np.isin(fine, (Label.CROWN, Label.BRIDGE)), np.isin(fine, FILLINGS)
-        numbers = _number_teeth(coarse, coarse_teeth, tooth, contact, crown, filled, spacing)
+        numbers = _number_teeth(coarse, coarse_teeth, tooth, contact, crown, filled, fine == Label.IMPLANT, spacing)
         out[tooth | contact] = numbers[tooth | contact]
     if canal.any():
         out[canal] = _canal_sides(coarse, canal, spacing)[canal]
@@ -114,13 +115,14 @@ def _number_teeth(
     contact: np.ndarray,
     crown: np.ndarray,
     filled: np.ndarray,
+    implant: np.ndarray,
     spacing: tuple[float, ...],
 ) -> np.ndarray:
     """FDI numbers for the fine ``tooth`` and ``contact`` voxels (0 elsewhere), as the
     module docstring describes; ``filled``: restoration and root-canal filling voxels,
     peeled and cut as part of their tooth."""
     teeth = tooth | contact
-    nearest = _nearest(coarse, coarse_teeth, spacing, where=teeth | filled)
+    nearest = _nearest(coarse, coarse_teeth, spacing, where=teeth | filled | implant)
     numbers = np.where(teeth, nearest, 0).astype(coarse.dtype)
     if not contact.any():
         return numbers
@@ -153,8 +155,9 @@ def _number_teeth(
         if box is not None:
             piece = _tooth_piece(owner[box] == i, teeth[box], box, votes[i], bool(crown_share[i] >= CROWNED_SHARE), along, spacing)
             jaws[sum(v for f, v in piece.votes.items() if is_upper(f)) >= 0.5].append((i, piece))
+    implants = _implant_sites(implant, nearest, along, spacing)
     for upper, members in jaws.items():
-        assigned = number_along_arch([piece for _, piece in members], upper)
+        assigned = number_along_arch([piece for _, piece in members], upper, implants[upper])
         for (i, _), numbering in zip(members, assigned):
             box = boxes[i - 1]
             region = teeth[box] & (owner[box] == i)
@@ -165,6 +168,26 @@ def _number_teeth(
             chunks = np.array_split(index, max(1, len(index) // ARC_SAMPLES))
             numbers[tuple(index.T)] = numbering.at(np.concatenate([along(c * np.asarray(spacing)) for c in chunks]))
     return numbers
+
+
+def _implant_sites(
+    implant: np.ndarray, nearest: np.ndarray, along: Callable[[np.ndarray], np.ndarray], spacing: tuple[float, ...]
+) -> dict[bool, list[float]]:
+    """Where along the arch (mm) each implant stands, by jaw (True: upper; the jaw of the
+    coarse teeth nearest to it); pieces the chart would call stray labels
+    (``MIN_OBJECT_SIZE``) are left out."""
+    sites: dict[bool, list[float]] = {True: [], False: []}
+    parts, _ = ndimage.label(implant)
+    min_voxels = MIN_OBJECT_SIZE[implant.ndim] / float(np.prod(spacing))
+    for i, box in enumerate(ndimage.find_objects(parts), start=1):
+        if box is None:
+            continue
+        index = np.argwhere(parts[box] == i) + [s.start for s in box]
+        if len(index) < min_voxels:
+            continue
+        upper = float(np.mean(nearest[tuple(index.T)] // 10 <= 2)) >= 0.5
+        sites[upper].append(float(np.median(along(index[:: max(1, len(index) // ARC_SAMPLES)] * np.asarray(spacing)))))
+    return sites
 
 
 def _tooth_piece(

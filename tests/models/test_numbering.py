@@ -1,7 +1,7 @@
 """Tooth numbers read as a sequence along the arch: gaps, tooth sizes and the network's votes."""
 
 from odontoscan.datasets.phantom.anatomy import size_of
-from odontoscan.models.numbering import LOWER_ORDER, ToothPiece, expected_volume, number_along_arch
+from odontoscan.models.numbering import LOWER_ORDER, UPPER_ORDER, ToothPiece, expected_volume, number_along_arch
 
 SCALE = 0.9  # this patient's teeth against the textbook sizes
 
@@ -82,6 +82,52 @@ def test_a_third_molar_standing_apart_is_not_read_as_a_missing_second_molar():
     third = ToothPiece({48: 1.0}, expected_volume(48) * SCALE**3, (end - 25.0, end - 16.0))  # 7 mm behind where 47 would end
     second = ToothPiece({47: 1.0}, expected_volume(47) * SCALE**3, (end - 9.5, end))
     assert _numbers([third, second, *pieces]) == [(48,), (47,), (46,), (45,), (44,), (43,)]
+
+
+def test_the_molar_behind_a_missing_first_molar_is_the_second_molar_when_teeth_fill_three_quarters_of_their_room():
+    """As the pipeline sees an upper jaw: each tooth's extent is ~77% of its room in the
+    row (textbook width), so the space a missing 16 leaves (its room plus its
+    neighbours' margins) is wider than 16 scaled to the extents, and the molar behind
+    it, half voted 18, must not be pushed back to 18."""
+    share, pieces, at = 0.77, [], 0.0
+    for fdi in UPPER_ORDER:
+        room = size_of(fdi).width
+        if fdi not in (18, 16, 28):
+            votes = {17: 0.63, 18: 0.37} if fdi == 17 else {fdi: 1.0}
+            margin = 0.5 * (1.0 - share) * room
+            pieces.append(ToothPiece(votes, expected_volume(fdi) * share**3, (at + margin, at + room - margin)))
+        at += room
+    numbers = [n.numbers for n in number_along_arch(pieces, upper=True)]
+    assert numbers == [(fdi,) for fdi in UPPER_ORDER if fdi not in (18, 16, 28)]
+
+
+def test_teeth_either_side_of_an_implant_leave_its_position_empty():
+    """An upper jaw as the pipeline saw it on a tuning phantom (3137 small): implants at
+    15 and 24, the crowned 25 next to the 24 implant reaching into its room (the
+    implant's crown touches its own). Without the implants 25 reads as 24 and 25 in one."""
+
+    def piece(start, end, volume, votes, crowned=False):
+        return ToothPiece(votes, volume, (start, end), crowned)
+
+    jaw = [
+        piece(3.5, 9.8, 604, {18: 1.0}), piece(12.0, 18.8, 792, {17: 0.94, 18: 0.06}), piece(21.3, 30.8, 847, {16: 1.0}),
+        piece(35.8, 42.5, 526, {14: 1.0}), piece(44.2, 49.8, 609, {13: 1.0}), piece(51.1, 55.5, 328, {12: 1.0}),
+        piece(56.5, 62.2, 532, {11: 1.0}), piece(63.5, 69.0, 476, {21: 0.99, 22: 0.01}), piece(69.8, 74.8, 360, {22: 0.89, 23: 0.11}),
+        piece(76.0, 83.4, 706, {23: 1.0}), piece(87.8, 96.0, 454, {25: 1.0}, True), piece(97.0, 104.2, 518, {26: 1.0}, True),
+        piece(105.8, 113.8, 919, {27: 1.0}), piece(115.8, 122.8, 782, {28: 1.0}),
+    ]
+    numbers = [n.numbers for n in number_along_arch(jaw, upper=True, implants_mm=[34.0, 85.25])]
+    assert numbers == [(f,) for f in (18, 17, 16, 14, 13, 12, 11, 21, 22, 23, 25, 26, 27, 28)]
+    alone = [n.numbers for n in number_along_arch(jaw[9:], upper=True, implants_mm=[85.25])]
+    assert alone[:2] == [(23,), (25,)]
+
+
+def test_a_tooth_with_an_implant_behind_it_is_not_the_last_of_the_row():
+    # 48 is an implant; the network, seeing no tooth behind 47, called every tooth one further back
+    pieces = _jaw({48: None, 47: 48, 46: 47, 45: 46, 44: 45})
+    implant = pieces[0].arc_mm[0] - 0.5 * size_of(48).width * SCALE
+    assert _numbers(pieces) == [(48,), (47,), (46,), (45,)]
+    assert [n.numbers for n in number_along_arch(pieces, upper=False, implants_mm=[implant])] == [(47,), (46,), (45,), (44,)]
 
 
 def test_a_stray_piece_off_the_end_of_the_arch_takes_its_neighbours_number():
