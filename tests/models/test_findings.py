@@ -166,6 +166,15 @@ def test_enamel_caries_darker_than_the_enamel_around_them_but_not_than_dentin_ar
     assert len(caries) == 1 and caries[0].fdi == 36 and caries[0].grade == "enamel"
 
 
+@pytest.mark.parametrize("depth, reported", [(1, True), (2, False)])
+def test_a_caries_piece_of_a_few_voxels_needs_less_contrast_than_a_larger_one(depth, reported):
+    """Partial volume: a shallow lesion shares its few voxels with sound enamel, so 7%
+    darker than the tooth is caries in 16 voxels but not in 32."""
+    labels, image = _tooth_block(depth)
+    image[labels == Label.CARIES] = 0.93 * 1800.0
+    assert bool(_caries_on_block(labels, image)) is reported
+
+
 def test_caries_labels_whose_darker_part_is_air_are_not_reported():
     """A label spilling out of the crown into air: its mean still looks like a cavity
     (half the tooth's grey value) but its outer three voxels are air."""
