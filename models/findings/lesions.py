@@ -16,7 +16,7 @@ around it; but not darker than ``CARIES_DARKEST`` of the tooth's median, nor its
 darker quarter than ``CARIES_AIR`` of it (that dark is soft tissue or air the model
 mistook for caries). In volumes it must also reach the tooth's outer surface, as caries grow
 inward from the enamel: at least ``CARIES_SURFACE_SHARE`` of the voxels around it lie
-outside the tooth, or it comes within ``CARIES_SURFACE_MM`` of the outside (the model
+outside the tooth, or it comes within ``CARIES_SURFACE_VOXELS`` voxels of the outside (the model
 often paints a cavity's mouth, half air, as tooth); a dark spot deeper in the tooth is
 its pulp. And at most ``CARIES_OFF_TOOTH_SHARE`` lie outside (a piece mostly off the
 tooth is not on it). On radiographs
@@ -99,11 +99,13 @@ CARIES_AIR = 0.35  # ... but a piece whose darker quarter is darker than this is
 CARIES_RING_FRACTION = 0.85  # enamel caries: darker than the tooth within CARIES_RING_VOXELS around it
 CARIES_RING_VOXELS = 2
 CARIES_SURFACE_SHARE = 0.05
-# The model seals a cavity's mouth with one or two voxels of tooth: at 0.8 mm, true caries
-# pieces lay up to 1.6 mm from the outside (4 of 96 tuning phantoms at 1.6 mm, beside
-# 2 false ones), the dark specks of pulp mostly deeper (1.8 to 3.4 mm); at 0.3 mm (12
-# phantoms) one true piece lay 0.8 mm deep, false ones 0.4 and 1.0 mm.
-CARIES_SURFACE_MM = 1.6
+# The model seals a cavity's mouth with a voxel of tooth: a caries piece may lie this many
+# of the scan's voxels from the outside. At 0.8 mm, true pieces lay up to 1.6 mm deep (4
+# of 96 tuning phantoms, beside 2 false ones), the dark specks of pulp mostly deeper (1.8
+# to 3.4 mm); at 0.25-0.4 mm (24 phantoms) the one sealed true piece lay 0.8 mm (2
+# voxels) deep, 4 of 5 sealed false ones 0.8-1.2 mm (3-4 voxels), so a fixed 1.6 mm let
+# them in (full-size caries precision 0.81 -> 0.87 with voxels).
+CARIES_SURFACE_VOXELS = 2
 CARIES_OFF_TOOTH_SHARE = 0.8
 
 
@@ -228,14 +230,15 @@ def _callable_caries(ctx: Context, fdi: int | None, piece: Piece, box: tuple[sli
 
 
 def _near_surface(ctx: Context, fdi: int, piece: Piece, labels: np.ndarray) -> bool:
-    """Whether a caries piece (of crop ``labels``) comes within ``CARIES_SURFACE_MM`` of
+    """Whether a caries piece (of crop ``labels``) comes within ``CARIES_SURFACE_VOXELS`` voxels of
     the outside of tooth ``fdi`` (its caries and restorations count as the tooth)."""
-    near = grow_voxels(piece.box, [int(np.ceil(CARIES_SURFACE_MM / s)) + 1 for s in ctx.spacing], labels.shape)
+    reach_mm = CARIES_SURFACE_VOXELS * max(ctx.spacing)
+    near = grow_voxels(piece.box, [int(np.ceil(reach_mm / s)) + 1 for s in ctx.spacing], labels.shape)
     hard = np.isin(labels[near], (fdi, Label.CARIES, Label.RESTORATION))
     if hard.all():
         return False
     depth = ndimage.distance_transform_edt(hard, sampling=ctx.spacing)
-    return float(depth[piece.within(near)].min()) <= CARIES_SURFACE_MM
+    return float(depth[piece.within(near)].min()) <= reach_mm + 1e-6
 
 
 @dataclass(frozen=True)
