@@ -20,7 +20,8 @@ label maps on the fine grid:
   and root-canal filling are peeled as part of it, or a filled lower incisor, a thin
   wall around its filling, would keep no core and vanish), each jaw's pieces are
   numbered as a sequence along the arch from the coarse numbers they hold, their
-  sizes and the gaps between them (:mod:`odontoscan.models.numbering`: a run of teeth
+  sizes, the gaps between them and the implants standing in those gaps
+  (:mod:`odontoscan.models.numbering`: a run of teeth
   the coarse model shifted into a gap gets its own numbers back, a tooth in two pieces
   one number, two teeth in one piece two), and the contact and peeled voxels join the
   nearest piece;
