@@ -83,6 +83,12 @@ UNCAUSED_LESION_MM3 = 15.0
 UNCAUSED_RADIOLUCENT = 0.2
 CAUSES = (Label.CARIES, Label.RESTORATION, Label.ROOT_CANAL_FILLING, Label.CROWN, Label.BRIDGE)
 SEARCH_MM = 6.0  # a piece further than this from every tooth belongs to none
+# A lesion's tooth is sought among the root tips this close to the lesion's centre: a
+# 7 mm lesion's centre lies 3.5 mm beyond the apex and more, and the tip band of a
+# two-rooted molar may hold only its longer root (tuning phantom 3046: a lesion at 46
+# centred 6.2 mm from 46's tips went to 47; 96 small and 24 full tuning phantoms
+# otherwise the same at 8 and 10 mm).
+APEX_SEARCH_MM = 8.0
 TIP_BAND_MM = 2.0  # a tooth's root tips: its voxels this close to its root end
 PULP_FRACTION = 0.55
 NEAR_PULP_MM = 1.25
@@ -270,7 +276,7 @@ def _root_tips(ctx: Context) -> dict[int, _Root]:
 
 def _apex_tooth(ctx: Context, centre: np.ndarray, roots: dict[int, _Root]) -> int | None:
     """The tooth at whose apex a lesion centred on ``centre`` (voxel index) sits. Of the
-    teeth with a root tip within ``SEARCH_MM``, the one with the smallest sum of tip
+    teeth with a root tip within ``APEX_SEARCH_MM``, the one with the smallest sum of tip
     distance and distance from its long axis: a lesion often touches a neighbouring root
     too, and a crowded neighbour's tip can be nearer, but the lesion lies beyond its own
     tooth's root, on the tooth's axis (held-out phantoms: 4 of 11 lesions went to a
@@ -280,7 +286,7 @@ def _apex_tooth(ctx: Context, centre: np.ndarray, roots: dict[int, _Root]) -> in
     best, best_score = None, np.inf
     for fdi, root in roots.items():
         distance = float(np.min(np.linalg.norm(ctx.mm(root.tips) - point, axis=1)))
-        if distance > SEARCH_MM:
+        if distance > APEX_SEARCH_MM:
             continue
         score = distance + root.off_axis_mm(point) if ctx.volume else distance
         if score < best_score:

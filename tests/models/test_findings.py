@@ -336,6 +336,29 @@ def test_a_lesion_belongs_to_the_tooth_on_whose_axis_it_lies_not_the_neighbour_w
     assert [f.fdi for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION] == [35]
 
 
+def test_a_large_lesion_centred_well_below_its_root_tip_still_belongs_to_its_tooth():
+    """A 7 mm lesion below a root-filled premolar: its centre lies 6.5 mm under the
+    premolar's apex, further than the neighbour's tip beside it (5.8 mm) but on the
+    premolar's axis."""
+    spacing = (0.5, 0.5, 0.5)
+    labels = np.zeros((50, 30, 70), np.uint8)
+    image = np.zeros(labels.shape, np.float32)
+    labels[:, :, :62] = Label.LOWER_JAWBONE
+    image[:, :, :62] = 1200.0
+    labels[16:24, 11:19, 30:66] = 35  # apex at z = 30
+    labels[28:35, 11:19, 17:66] = 36  # a long neighbouring root, tip at z = 17
+    image[np.isin(labels, (35, 36))] = 1800.0
+    labels[19:21, 14:16, 34:62] = Label.ROOT_CANAL_FILLING
+    image[labels == Label.ROOT_CANAL_FILLING] = 3000.0
+    x, y, z = np.ogrid[:50, :30, :70]
+    lesion = (x - 20) ** 2 + (y - 15) ** 2 + (z - 17) ** 2 <= 49
+    labels[lesion] = Label.PERIAPICAL_LESION
+    image[lesion] = 400.0
+    scan = ScanInfo(modality="CT", shape=list(labels.shape), spacing_mm=list(spacing))
+    found = extract_findings(labels, spacing, scan=scan, model=MODEL, image=image)
+    assert [f.fdi for f in found.findings if f.kind is FindingKind.PERIAPICAL_LESION] == [35]
+
+
 def _tooth_in_bone(fdi: int = 35, width: int = 8, spacing: float = 0.5, treated: bool = True):
     """A lower tooth (``width`` voxels wide in x, apex at z = 30) in bone of 1200 HU, noisy
     (seeded), root-filled when ``treated`` (a cause for a periapical lesion); returns
