@@ -273,9 +273,9 @@ class _Costs:
         self.pieces, self.order, self.midline_mm = pieces, order, midline_mm
         self.implants_mm = np.sort(np.asarray(implants_mm, dtype=float))
         self.slot_of = {fdi: slot for slot, fdi in enumerate(order)}
-        self.widths = np.array([size_of(f).width for f in order]) * width_scale
         textbook = np.array([size_of(f).width for f in order])
         self.textbook, self.width_scale = textbook, width_scale
+        self.widths = textbook * width_scale
         self.edges = np.concatenate([[0.0], np.cumsum(textbook)]) - textbook[: len(order) // 2].sum()  # mm from the midline
         self.pitch = pitch if pitch is not None else width_scale
         self.volumes = np.array([expected_volume(f) for f in order]) * volume_scale

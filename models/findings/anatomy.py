@@ -140,7 +140,7 @@ def _tip_to_crest(ctx: Context, fdi: int) -> tuple[float, np.ndarray] | None:
     teeth = np.argwhere(tooth) + [s.start for s in box]
     if len(bone) == 0 or len(teeth) == 0:
         return None
-    along = _along_arch(ctx, teeth.mean(axis=0))
+    along = _arch_direction(ctx, teeth.mean(axis=0))
     mesial, distal = np.percentile(ctx.mm(teeth) @ along, [2, 98])
     band = np.abs(ctx.mm(bone) @ along - (mesial + distal) / 2) <= CREST_BAND * (distal - mesial) / 2
     if band.any():
@@ -151,7 +151,7 @@ def _tip_to_crest(ctx: Context, fdi: int) -> tuple[float, np.ndarray] | None:
     return float(up_tooth.max() - up_bone[i]), bone[i]
 
 
-def _along_arch(ctx: Context, centre: np.ndarray) -> np.ndarray:
+def _arch_direction(ctx: Context, centre: np.ndarray) -> np.ndarray:
     """Unit vector along the arch (in the occlusal plane) at voxel index ``centre``: over
     one tooth the arch is straight enough, and projecting every voxel on the curve is slow."""
     if ctx.arch is None:
