@@ -438,14 +438,15 @@ def test_a_radiolucency_at_a_tooth_with_no_cause_for_a_dead_pulp_needs_to_be_big
     for treated in (True, False):
         labels, image, scan, (x, y, z) = _tooth_in_bone(treated=treated)
         ball = (x - 20) ** 2 + (y - 15) ** 2 + (z - 25) ** 2
-        small = ball <= 9  # 3 mm across (14 mm3), a quarter of the bone's grey
+        small = ball <= 6  # 2.5 mm across (8 mm3), a quarter of the bone's grey
         labels[small] = Label.PERIAPICAL_LESION
         image[small] = 300.0
         assert list(_lesions(labels, image, scan)) == ([35] if treated else [])
-        big = ball <= 25  # 5 mm across (65 mm3), as dark as soft tissue
+        big = ball <= 25  # 5 mm across (65 mm3)
         labels[big] = Label.PERIAPICAL_LESION
-        image[big] = 100.0
-        assert list(_lesions(labels, image, scan)) == [35]
+        for grey, reported in ((100.0, [35]), (300.0, [35]), (420.0, [35] if treated else [])):  # soft tissue; 1/4; 0.35 of the bone
+            image[big] = grey
+            assert list(_lesions(labels, image, scan)) == reported
 
 
 def test_a_lesion_half_outside_the_jaw_is_not_reported():
