@@ -228,7 +228,7 @@ def write_model_dir(
     out_dir: str | Path,
     *,
     int8_model: bytes | str | Path | None = None,
-    refiner_model: str | Path | None = None,
+    refiner_model: bytes | str | Path | None = None,
 ) -> ModelMetadata:
     """Write ``model.onnx`` (+ ``model.int8.onnx``, + the refiner ONNX file of a
     coarse-to-fine pair, copied as it is) with embedded metadata and ``model.json``.
@@ -243,7 +243,7 @@ def write_model_dir(
         if metadata.refiner is None:
             raise ValueError("metadata.refiner must describe the refiner that is written")
         refiner_path = out_dir / metadata.refiner.file
-        refiner_path.write_bytes(Path(refiner_model).read_bytes())
+        refiner_path.write_bytes(_as_bytes(refiner_model))
         metadata = metadata.model_copy(update={"refiner": metadata.refiner.model_copy(update={"sha256": sha256_file(refiner_path)})})
     model_path = out_dir / MODEL_FILE
     model_path.write_bytes(embed_metadata(_as_bytes(onnx_model), metadata))

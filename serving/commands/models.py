@@ -46,6 +46,7 @@ def export(
     register: bool = typer.Option(True, "--register/--no-register", help="Log and register the model in MLflow."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)."),
     refiner: Optional[Path] = typer.Option(None, "--refiner", help="Exported fine model (trained with labels.refines) to store with this CBCT model as its coarse-to-fine pair."),
+    second_refiner: Optional[Path] = typer.Option(None, "--second-refiner", help="With --model: another exported fine model, trained alike, whose periapical lesions join the refiner's (a lesion either sees is kept)."),
 ) -> None:
     """Export a trained checkpoint to ONNX, check parity with PyTorch, register it in MLflow;
     or (--model with --refiner) pair an exported coarse model with a retrained fine one."""
@@ -59,12 +60,17 @@ def export(
             raise ConfigError("--model DIR re-exports a coarse model with a new refiner; give --refiner FINE_MODEL_DIR.")
         if quantize:
             raise ConfigError("--quantize needs the checkpoint (--checkpoint or --run); --model keeps the model's own int8 file if it has one.")
-        paired = pair_model(model, refiner, out, name=name, version=version, register=register, tracking_uri=tracking_uri)
-        console.print(f"wrote {escape(paired.metadata.model_key)} to {escape(str(paired.out_dir))} (refiner {escape(str(refiner))})")
+        paired = pair_model(
+            model, refiner, out, second_refiner=second_refiner, name=name, version=version, register=register, tracking_uri=tracking_uri
+        )
+        second = f", second opinion on lesions {escape(str(second_refiner))}" if second_refiner is not None else ""
+        console.print(f"wrote {escape(paired.metadata.model_key)} to {escape(str(paired.out_dir))} (refiner {escape(str(refiner))}{second})")
         console.print("its card's held-out figures were measured with the previous refiner: run `odontoscan evaluate --model` on it")
         if paired.registered_version is not None:
             console.print(f"registered as models:/{escape(paired.metadata.name)}/{paired.registered_version} (run {paired.mlflow_run_id})")
         return
+    if second_refiner is not None:
+        raise ConfigError("--second-refiner joins a pair made with --model DIR --refiner FINE_MODEL_DIR.")
     if name is None or version is None:
         raise ConfigError("Exporting a checkpoint needs --name and --version.")
     result = export_model(

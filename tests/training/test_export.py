@@ -131,6 +131,38 @@ def test_an_exported_coarse_model_is_paired_with_a_new_refiner_without_its_check
     assert not (tmp_path / "bad").exists()
 
 
+def _tiny_refiner(root, classes: list[int], seed: int):
+    """An exported tiny refining model predicting ``classes`` (weights from ``seed``)."""
+    document = tiny_train_config(classes) | {"name": "tiny-fine"}
+    document["labels"] = {"classes": classes, "refines": True}
+    torch.manual_seed(seed)
+    net = build_network("UNet", {"channels": [8, 16], "strides": [2]}, spatial_dims=3, in_channels=1, out_channels=len(classes))
+    ckpt = save_checkpoint(
+        Checkpoint(config=parse_config(document), model_state=net.state_dict(), epoch=0, best_metric=0.1, best_epoch=0, run_id=None),
+        root / f"fine-{seed}.pt",
+    )
+    return export_model(ckpt, root / f"fine-{seed}", name="tiny-fine", version=f"0.0.{seed}", register=False)
+
+
+def test_a_second_refiner_adds_the_lesions_it_sees_and_changes_nothing_else(exported, fine, tmp_path):
+    first, second = (_tiny_refiner(tmp_path, [0, 11, 201], seed) for seed in (2, 3))
+    pair = pair_model(exported.out_dir, first.out_dir, tmp_path / "pair", second_refiner=second.out_dir, register=False)
+    refiner = OnnxModel(pair.out_dir, threads=1).refiner  # one network: the pair loads as any other
+    assert refiner is not None and "second opinion on periapical lesions: tiny-fine@0.0.3" in refiner.metadata.training_data
+    x = np.random.default_rng(0).random((2, 1, 32, 32, 32), dtype=np.float32)
+    a = OnnxModel(first.out_dir, threads=1).predict_logits_patch(x)
+    b = OnnxModel(second.out_dir, threads=1).predict_logits_patch(x)
+    got = refiner.predict_logits_patch(x)
+    np.testing.assert_array_equal(got[:, :2], a[:, :2])  # background and teeth: the first refiner's
+    laid = (b.argmax(axis=1) == 2) & (a.argmax(axis=1) == 0)  # the second sees a lesion where the first sees background
+    assert laid.any() and ((b.argmax(axis=1) == 2) & (a.argmax(axis=1) == 1)).any()
+    np.testing.assert_array_equal(got.argmax(axis=1), np.where(laid, 2, a.argmax(axis=1)))  # ... and a tooth stays a tooth
+    np.testing.assert_array_equal(got[:, 2][~laid], a[:, 2][~laid])
+    with pytest.raises(ConfigError, match="differ in classes"):
+        pair_model(exported.out_dir, first.out_dir, tmp_path / "bad", second_refiner=fine.out_dir, register=False)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_failing_parity_writes_nothing(checkpoint, tmp_path, monkeypatch):
     original = export._export_onnx
 
@@ -206,6 +238,8 @@ def test_export_model_through_the_cli(exported, fine, tmp_path):
     assert result.returncode == 2 and "give --refiner FINE_MODEL_DIR" in result.stderr and not (tmp_path / "pair").exists()
     result = cli("--model", exported.out_dir, "--checkpoint", tmp_path / "x.pt", "--out", tmp_path / "pair")
     assert result.returncode == 2 and "exactly one of --checkpoint FILE, --run RUN_ID or --model DIR" in result.stderr
+    result = cli("--checkpoint", tmp_path / "x.pt", "--second-refiner", fine.out_dir, "--out", tmp_path / "pair")
+    assert result.returncode == 2 and "--second-refiner joins a pair made with --model" in result.stderr
     result = cli("--model", exported.out_dir, "--refiner", fine.out_dir, "--out", tmp_path / "pair")
     assert result.returncode == 0, result.stderr
     assert "wrote tiny-cbct@0.0.1" in result.stdout and OnnxModel(tmp_path / "pair", threads=1).refiner is not None
