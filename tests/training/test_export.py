@@ -83,19 +83,23 @@ def test_whole_scan_segmentation_returns_design_ids(exported):
     assert set(np.unique(labels)) <= {0, 1, 2, 3, 4, 11, 21, 31, 41}
 
 
+def _tiny_refiner(root, classes: list[int], seed: int):
+    """An exported tiny refining model predicting ``classes`` (weights from ``seed``)."""
+    document = tiny_train_config(classes) | {"name": "tiny-fine"}
+    document["labels"] = {"classes": classes, "refines": True}
+    torch.manual_seed(seed)
+    net = build_network("UNet", {"channels": [8, 16], "strides": [2]}, spatial_dims=3, in_channels=1, out_channels=len(classes))
+    ckpt = save_checkpoint(
+        Checkpoint(config=parse_config(document), model_state=net.state_dict(), epoch=0, best_metric=0.1, best_epoch=0, run_id=None),
+        root / f"fine-{seed}.pt",
+    )
+    return export_model(ckpt, root / f"fine-{seed}", name="tiny-fine", version=f"0.0.{seed}", register=False)
+
+
 @pytest.fixture(scope="module")
 def fine(tmp_path_factory):
     """An exported tiny refining model (the fine half of a coarse-to-fine pair)."""
-    root = tmp_path_factory.mktemp("fine")
-    document = tiny_train_config([0, 3, 11, 200]) | {"name": "tiny-fine"}
-    document["labels"] = {"classes": [0, 3, 11, 200], "refines": True}
-    torch.manual_seed(1)
-    net = build_network("UNet", {"channels": [8, 16], "strides": [2]}, spatial_dims=3, in_channels=1, out_channels=4)
-    fine_ckpt = save_checkpoint(
-        Checkpoint(config=parse_config(document), model_state=net.state_dict(), epoch=0, best_metric=0.1, best_epoch=0, run_id=None),
-        root / "fine.pt",
-    )
-    return export_model(fine_ckpt, root / "fine", name="tiny-fine", version="0.0.1", register=False)
+    return _tiny_refiner(tmp_path_factory.mktemp("fine"), [0, 3, 11, 200], seed=1)
 
 
 def test_a_refiner_travels_with_its_coarse_model(checkpoint, exported, fine, tmp_path):
@@ -129,19 +133,6 @@ def test_an_exported_coarse_model_is_paired_with_a_new_refiner_without_its_check
     with pytest.raises(ConfigError, match="is not a refining model"):
         pair_model(exported.out_dir, exported.out_dir, tmp_path / "bad", register=False)
     assert not (tmp_path / "bad").exists()
-
-
-def _tiny_refiner(root, classes: list[int], seed: int):
-    """An exported tiny refining model predicting ``classes`` (weights from ``seed``)."""
-    document = tiny_train_config(classes) | {"name": "tiny-fine"}
-    document["labels"] = {"classes": classes, "refines": True}
-    torch.manual_seed(seed)
-    net = build_network("UNet", {"channels": [8, 16], "strides": [2]}, spatial_dims=3, in_channels=1, out_channels=len(classes))
-    ckpt = save_checkpoint(
-        Checkpoint(config=parse_config(document), model_state=net.state_dict(), epoch=0, best_metric=0.1, best_epoch=0, run_id=None),
-        root / f"fine-{seed}.pt",
-    )
-    return export_model(ckpt, root / f"fine-{seed}", name="tiny-fine", version=f"0.0.{seed}", register=False)
 
 
 def test_a_second_refiner_adds_the_lesions_it_sees_and_changes_nothing_else(exported, fine, tmp_path):
