@@ -532,6 +532,8 @@ def second_opinion(first: str | Path, second: str | Path) -> tuple[bytes, ModelM
     for what in ("classes", "preprocess", "patch_size", "input_name", "output_name"):
         if getattr(a, what) != getattr(b, what):
             raise ConfigError(f"The two refiners differ in {what}; a second opinion needs refiners trained alike.")
+    if not set(a.classes) & set(EITHER_PASS):
+        raise ConfigError(f"The refiners predict none of the classes a second opinion is for ({list(EITHER_PASS)}).")
     first_model, second_model = onnx.load(str(a_dir.onnx_path)), onnx.load(str(b_dir.onnx_path))
     first_out = compose.add_prefix(first_model, "first/", rename_inputs=False)
     second_out = compose.add_prefix(second_model, "second/", rename_inputs=False)
@@ -553,7 +555,12 @@ def second_opinion(first: str | Path, second: str | Path) -> tuple[bytes, ModelM
         return node("Gather", [logits[model], index], f"{model}/channel{c}", axis=1)
 
     graph.initializer.append(helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]))
-    top = {m: node("ReduceMax", [logits[m]], f"{m}/top", axes=[1], keepdims=1) for m in logits}  # axes attribute: opset < 18
+    opset = max(o.version for o in first_model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset >= 18:  # ReduceMax takes its axes as an input from opset 18, as an attribute before
+        graph.initializer.append(helper.make_tensor("channel_axis", TensorProto.INT64, [1], [1]))
+        top = {m: node("ReduceMax", [logits[m], "channel_axis"], f"{m}/top", keepdims=1) for m in logits}
+    else:
+        top = {m: node("ReduceMax", [logits[m]], f"{m}/top", axes=[1], keepdims=1) for m in logits}
     background = node("GreaterOrEqual", [channel("first", 0), top["first"]], "first/is_background")
     channels = [channel("first", c) for c in range(len(a.classes))]
     for c, label in enumerate(a.classes):

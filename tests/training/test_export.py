@@ -151,6 +151,8 @@ def test_a_second_refiner_adds_the_lesions_it_sees_and_changes_nothing_else(expo
     np.testing.assert_array_equal(got[:, 2][~laid], a[:, 2][~laid])
     with pytest.raises(ConfigError, match="differ in classes"):
         pair_model(exported.out_dir, first.out_dir, tmp_path / "bad", second_refiner=fine.out_dir, register=False)
+    with pytest.raises(ConfigError, match="none of the classes a second opinion is for"):
+        pair_model(exported.out_dir, fine.out_dir, tmp_path / "bad", second_refiner=fine.out_dir, register=False)
     assert not (tmp_path / "bad").exists()
 
 
