@@ -34,8 +34,8 @@ THREADS_ENV = "ODONTOSCAN_ORT_THREADS"
 # are kept. Averaged, a lesion one pass paints faintly shrinks below what is reported
 # (tuning phantoms: 2 of 50 lesions lost, against 3 more false ones kept this way);
 # a missed lesion costs a screening reader more than a false one they can dismiss.
-# A refiner with a second opinion (odontoscan.training.export.second_opinion) takes the
-# larger of its two networks' logits for the same classes.
+# A refiner with a second opinion (odontoscan.training.export.second_opinion) also takes
+# these classes from its second network where its first one sees background.
 EITHER_PASS = (Label.PERIAPICAL_LESION,)
 Box = tuple[slice, ...]  # region of interest: one slice per array axis, in scan voxels
 

@@ -412,9 +412,10 @@ def pair_model(
     if coarse.metadata.refines:
         raise ConfigError(f"--model '{model}' is itself a refining model; give the coarse model of the pair.")
     refiner_onnx: Path | bytes = _check_refiner(refiner, coarse.metadata)
-    fine = read_model_dir(refiner).metadata
     if second_refiner is not None:
         refiner_onnx, fine = second_opinion(refiner, second_refiner)
+    else:
+        fine = read_model_dir(refiner).metadata
     _check_out_dir(out_dir)
     metadata = coarse.metadata.model_copy(
         update={"name": name or coarse.metadata.name, "version": version or coarse.metadata.version, "refiner": RefinerRef()}
@@ -549,11 +550,9 @@ def second_opinion(first: str | Path, second: str | Path) -> tuple[bytes, ModelM
 
     @functools.cache
     def channel(model: str, c: int) -> str:  # [B, 1, *spatial]
-        index = f"index{c}"
-        if index not in {t.name for t in graph.initializer}:
-            graph.initializer.append(helper.make_tensor(index, TensorProto.INT64, [1], [c]))
-        return node("Gather", [logits[model], index], f"{model}/channel{c}", axis=1)
+        return node("Gather", [logits[model], f"index{c}"], f"{model}/channel{c}", axis=1)
 
+    graph.initializer.extend(helper.make_tensor(f"index{c}", TensorProto.INT64, [1], [c]) for c in range(len(a.classes)))
     graph.initializer.append(helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]))
     opset = max(o.version for o in first_model.opset_import if o.domain in ("", "ai.onnx"))
     if opset >= 18:  # ReduceMax takes its axes as an input from opset 18, as an attribute before
